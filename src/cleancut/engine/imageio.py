@@ -1,0 +1,183 @@
+"""Safe decoding and encoding. Order: byte count, allow-listed header, dimensions, then pixels."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import (
+    FailedToReadImage,
+    FileTooLarge,
+    InvalidFileType,
+    InvalidParameter,
+    ResolutionTooHigh,
+)
+from .options import OutputFormat
+
+__all__ = ["Limits", "Decoded", "decode", "to_color", "encode", "ALLOWED_FORMATS", "MEDIA_TYPES"]
+
+# Pillow format names recognised by content. MPO is the JPEG variant phone cameras write.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+# What Pillow raises on broken data; translated to FailedToReadImage at this one boundary.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    MemoryError,
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 10_000_000
+    max_pixels: int = 40_000_000
+    max_side_px: int = 16_384
+
+
+@dataclass(frozen=True)
+class Decoded:
+    image: Image.Image  # upright, pixels loaded, first frame, mode as stored
+    format: str  # Pillow's name: JPEG, PNG, ...
+    icc_profile: bytes | None
+
+
+def decode(data: bytes, limits: Limits = Limits()) -> Decoded:
+    """Decode the first frame of an image recognised by its content and upright it (EXIF)."""
+    if len(data) > limits.max_bytes:
+        raise FileTooLarge(
+            f"file is {len(data)} bytes; limit is {limits.max_bytes} (CLEANCUT_MAX_UPLOAD_BYTES)"
+        )
+    if not data:
+        raise InvalidFileType("file is empty; send a JPEG, PNG, WebP, BMP, TIFF or GIF image")
+    Image.init()  # registers every plugin (idempotent)
+    # MPO is its own plugin in older Pillow releases and part of JPEG in newer ones
+    formats = [name for name in ALLOWED_FORMATS if name in Image.OPEN]
+    try:
+        im = Image.open(io.BytesIO(data), formats=formats)
+    except UnidentifiedImageError:
+        raise InvalidFileType(
+            "file is not a supported image; send a JPEG, PNG, WebP, BMP, TIFF or GIF image"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ResolutionTooHigh(f"image is too large to decode safely: {exc}") from exc
+    except _DECODE_ERRORS as exc:
+        raise FailedToReadImage(f"image header cannot be read: {exc}") from exc
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise FailedToReadImage(f"image has no pixels ({width}×{height})")
+    if width * height > limits.max_pixels:
+        raise ResolutionTooHigh(
+            f"image is {width}×{height} = {width * height / 1e6:.1f} MP; limit is "
+            f"{limits.max_pixels / 1e6:.1f} MP (CLEANCUT_MAX_PIXELS)"
+        )
+    if max(width, height) > limits.max_side_px:
+        raise ResolutionTooHigh(
+            f"image is {width}×{height}; the longest side may be {limits.max_side_px} px "
+            "(CLEANCUT_MAX_SIDE_PX)"
+        )
+    fmt = "JPEG" if im.format == "MPO" else str(im.format)
+    icc = im.info.get("icc_profile") or None
+    try:
+        im.load()
+        upright = ImageOps.exif_transpose(im)
+    except _DECODE_ERRORS as exc:
+        raise FailedToReadImage(f"image data is damaged or truncated: {exc}") from exc
+    return Decoded(image=upright if upright is not None else im, format=fmt, icc_profile=icc)
+
+
+def to_color(im: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB, or RGBA where it carries transparency.
+
+    Wide modes are scaled into 0-255 rather than clipped, so 16-bit and float images keep their
+    tones (the reference tool clips them to white).
+    """
+    mode = im.mode
+    if mode in ("RGB", "RGBA"):
+        return im
+    if mode in ("LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA")
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if mode == "F" and np.nanmax(arr, initial=0.0) <= 1.0:
+            arr = arr * 255.0
+        elif mode != "F" and np.nanmax(arr, initial=0.0) > 255:
+            arr = arr / 257.0  # 16-bit range onto 8-bit
+        grey = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def _icc_space(icc: bytes | None) -> str | None:
+    # ICC header: the data colour space signature sits at bytes 16-19 ("RGB ", "GRAY", "CMYK")
+    return icc[16:20].decode("ascii", "replace").strip() if icc and len(icc) >= 20 else None
+
+
+def cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """Convert CMYK through its embedded profile to sRGB when it has one."""
+    if im.mode != "CMYK":
+        return im, icc
+    if _icc_space(icc) == "CMYK":
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc or b""))
+            dst = ImageCms.createProfile("sRGB")
+            converted = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            if converted is not None:
+                return converted, None
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return im.convert("RGB"), None
+
+
+def encode(
+    im: Image.Image,
+    fmt: OutputFormat,
+    *,
+    icc_profile: bytes | None = None,
+    quality: int | None = None,
+    png_compress_level: int = 3,
+) -> bytes:
+    """Encode a result. JPEG is refused where the result has transparency."""
+    icc = icc_profile if _icc_space(icc_profile) in _ICC_FOR_MODE.get(im.mode, ()) else None
+    buf = io.BytesIO()
+    params: dict[str, object] = {}
+    if icc:
+        params["icc_profile"] = icc
+    if fmt == "png":
+        im.save(buf, format="PNG", compress_level=png_compress_level, **params)
+    elif fmt == "webp":
+        if quality is None:
+            im.save(buf, format="WEBP", lossless=True, quality=50, method=2, exact=True, **params)
+        else:
+            im.save(buf, format="WEBP", quality=quality, method=4, **params)
+    elif fmt == "jpeg":
+        if im.mode in ("RGBA", "LA"):
+            alpha = im.getchannel("A")
+            if alpha.getextrema() != (255, 255):
+                raise InvalidParameter(
+                    "format",
+                    "JPEG cannot carry transparency; ask for png or webp, the mask only, "
+                    "or an opaque background colour",
+                )
+            im = im.convert("RGB" if im.mode == "RGBA" else "L")
+        im.save(buf, format="JPEG", quality=quality or 90, **params)
+    else:  # pragma: no cover - Options validates the format
+        raise InvalidParameter("format", f"format {fmt!r} is not one of png, webp, jpeg")
+    return buf.getvalue()
+
+
+_ICC_FOR_MODE: dict[str, tuple[str, ...]] = {"RGB": ("RGB",), "RGBA": ("RGB",), "L": ("GRAY",)}

@@ -1,0 +1,118 @@
+"""ONNX Runtime sessions: created once per model and settings, shared by every thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ModelLoadFailed
+from ..models.catalog import ModelSpec
+from ..models.store import InstalledModel, ModelStore
+
+__all__ = ["Session", "SessionKey", "SessionCache"]
+
+log = logging.getLogger("cleancut")
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    model_dir: str
+    name: str
+    providers: tuple[str, ...]
+    intra_op_threads: int
+    inter_op_threads: int
+
+
+class Session:
+    """One loaded model. ``run`` is safe to call from several threads at once."""
+
+    def __init__(
+        self,
+        installed: InstalledModel,
+        *,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 1,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.spec: ModelSpec = installed.spec
+        self.name = installed.spec.name
+        self.sha256 = installed.sha256
+        available = set(ort.get_available_providers())
+        chosen = [p for p in providers if p in available]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            log.warning(
+                "execution providers %s are not available in this onnxruntime build; using %s",
+                ", ".join(missing),
+                ", ".join(chosen) or "CPUExecutionProvider",
+            )
+        if not chosen:
+            chosen = ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        started = time.perf_counter()
+        try:
+            self._session = ort.InferenceSession(
+                str(installed.path), sess_options=opts, providers=chosen
+            )
+        except Exception as exc:  # onnxruntime raises untyped errors for unusable files
+            raise ModelLoadFailed(f"ONNX Runtime cannot load {installed.path}: {exc}") from exc
+        self.load_seconds = time.perf_counter() - started
+        self._input_name = self._session.get_inputs()[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers actually in use, in priority order."""
+        return list(self._session.get_providers())
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on a 1×3×H×W float32 batch; returns output 0."""
+        return self._session.run(None, {self._input_name: batch})[0]  # type: ignore[no-any-return]
+
+    def warm_up(self) -> None:
+        width, height = self.spec.input_size
+        self.run(np.zeros((1, 3, height, width), dtype=np.float32))
+
+
+class SessionCache:
+    """Process-wide sessions keyed on everything that changes them, not on the name alone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[SessionKey, Session] = {}
+
+    def get(
+        self,
+        store: ModelStore,
+        name: str,
+        *,
+        providers: tuple[str, ...],
+        intra_op_threads: int,
+        inter_op_threads: int,
+    ) -> Session:
+        key = SessionKey(
+            str(store.model_dir.resolve()), name, providers, intra_op_threads, inter_op_threads
+        )
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                return session
+            installed = store.resolve(name)
+            session = Session(
+                installed,
+                providers=providers,
+                intra_op_threads=intra_op_threads,
+                inter_op_threads=inter_op_threads,
+            )
+            self._sessions[key] = session
+            return session
