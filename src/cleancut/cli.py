@@ -305,14 +305,16 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table("name", "installed", "verified", "size", "licence", "source")
+    table = Table()
+    for column in ("name", "installed", "verified", "size", "licence", "source"):
+        table.add_column(column, no_wrap=True)
     for r in rows:
         verified = {True: "yes", False: "NO (checksum)", None: "-"}[r["verified"]]
         size = f"{r['size_bytes'] / 1e6:.1f} MB" if r["size_bytes"] else "?"
         table.add_row(
             r["name"], "yes" if r["installed"] else "no", verified, size, r["licence"], r["source"]
         )
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
     return 0
 
 

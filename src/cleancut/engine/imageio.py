@@ -45,6 +45,7 @@ class Limits:
     max_bytes: int = 10_000_000
     max_pixels: int = 40_000_000
     max_side_px: int = 16_384
+    max_frames: int = 256
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,14 @@ def decode(data: bytes, limits: Limits = Limits()) -> Decoded:
         raise ResolutionTooHigh(
             f"image is {width}×{height}; the longest side may be {limits.max_side_px} px "
             "(CLEANCUT_MAX_SIDE_PX)"
+        )
+    try:
+        frames = int(getattr(im, "n_frames", 1))
+    except _DECODE_ERRORS as exc:
+        raise FailedToReadImage(f"image frames cannot be read: {exc}") from exc
+    if frames > limits.max_frames:
+        raise ResolutionTooHigh(
+            f"image has {frames} frames; limit is {limits.max_frames} (CLEANCUT_MAX_FRAMES)"
         )
     fmt = "JPEG" if im.format == "MPO" else str(im.format)
     icc = im.info.get("icc_profile") or None

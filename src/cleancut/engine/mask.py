@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 
@@ -111,8 +113,13 @@ def _solve_band(
     else:
         small_rgb, small_tri = crop_rgb, crop_tri
     img = small_rgb.astype(np.float64) / 255.0
-    a = estimate_alpha_cf(img, small_tri.astype(np.float64) / 255.0)
-    fg = estimate_foreground_ml(img, a)
+    # pymatting print()s its solver notes; they must never reach a stdout that carries images
+    notes = io.StringIO()
+    with contextlib.redirect_stdout(notes):
+        a = estimate_alpha_cf(img, small_tri.astype(np.float64) / 255.0)
+        fg = estimate_foreground_ml(img, a)
+    if notes.getvalue().strip():
+        log.debug("pymatting: %s", " ".join(notes.getvalue().split()))
     if scale < 1.0:
         a = _resize_float(a, (cw, ch))
         fg = np.stack([_resize_float(fg[..., c], (cw, ch)) for c in range(3)], axis=-1)

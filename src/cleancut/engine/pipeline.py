@@ -110,6 +110,7 @@ class Engine:
             max_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
             max_side_px=settings.max_side_px,
+            max_frames=settings.max_frames,
         )
 
     def session(self, name: str | None = None) -> Session:

@@ -1,0 +1,207 @@
+"""The Python API's promises: shared sessions, thread safety, offline inference, a quiet import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pytest_socket import SocketBlockedError
+
+import cleancut
+from cleancut.config import Settings
+
+from .imagetools import alpha, input_bytes, open_image
+
+MODEL = "u2netp"
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def test_a_session_is_shared_for_the_same_model_and_settings(settings: Settings,
+                                                             model_dir: Path) -> None:
+    first = cleancut.new_session(MODEL, settings=settings)
+    assert cleancut.new_session(MODEL, settings=settings) is first
+    # equal settings built separately share it too: the key is what changes a session
+    assert cleancut.new_session(MODEL, settings=Settings(**settings.model_dump())) is first
+
+
+def test_different_thread_settings_give_different_sessions(model_dir: Path) -> None:
+    one = cleancut.new_session(MODEL, settings=Settings(model_dir=model_dir, intra_op_threads=1))
+    two = cleancut.new_session(MODEL, settings=Settings(model_dir=model_dir, intra_op_threads=2))
+    assert one is not two
+    assert one.name == two.name == MODEL
+
+
+def test_different_models_give_different_sessions(settings: Settings, model_dir: Path) -> None:
+    small = cleancut.new_session("u2netp", settings=settings)
+    large = cleancut.new_session("u2net", settings=settings)
+    assert small is not large
+    assert (small.name, large.name) == ("u2netp", "u2net")
+
+
+def test_a_session_reports_the_providers_in_use(settings: Settings, model_dir: Path) -> None:
+    session = cleancut.new_session(MODEL, settings=settings)
+    assert "CPUExecutionProvider" in session.providers
+
+
+def test_an_unavailable_provider_falls_back_to_the_cpu(model_dir: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    asked = Settings(model_dir=model_dir, providers=["NoSuchExecutionProvider"])
+    with caplog.at_level("WARNING", logger="cleancut"):
+        session = cleancut.new_session(MODEL, settings=asked)
+    assert session.providers == ["CPUExecutionProvider"]
+    assert "NoSuchExecutionProvider" in caplog.text
+
+
+def test_a_session_can_be_passed_to_remove(settings: Settings, model_dir: Path) -> None:
+    session = cleancut.new_session(MODEL, settings=settings)
+    photo = input_bytes("chelsea.jpg")
+    by_session = cleancut.remove(photo, session=session, settings=settings, only_mask=True)
+    by_name = cleancut.remove(photo, model=MODEL, settings=settings, only_mask=True)
+    assert by_session == by_name
+
+
+def test_one_session_serves_four_threads_at_once(settings: Settings, model_dir: Path) -> None:
+    session = cleancut.new_session(MODEL, settings=settings)
+    photos = [input_bytes(name) for name in ("astronaut.jpg", "chelsea.jpg", "coffee.jpg",
+                                             "rocket.jpg")]
+
+    def run(data: bytes) -> bytes:
+        return cleancut.remove(data, session=session, settings=settings, only_mask=True)
+
+    alone = [run(p) for p in photos]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(run, photos))
+    assert together == alone
+
+
+def test_process_reports_what_it_did(settings: Settings, model_dir: Path) -> None:
+    result = cleancut.process(input_bytes("chelsea.jpg"), model=MODEL, settings=settings)
+    assert result.model == MODEL
+    assert result.source_format == "JPEG"
+    assert (result.width, result.height) == (451, 300)
+    assert result.media_type == "image/png"
+    assert result.foreground is not None
+    assert set(result.timings_ms) == {"decode", "preprocess", "inference", "mask", "compose",
+                                      "encode"}
+    assert result.warnings == []
+
+
+# --- no network at run time ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_model_dir(tmp_path: Path, model_dir: Path) -> Path:
+    """A copy of the installed u2netp, so the session below is loaded and verified afresh."""
+    fresh = tmp_path / "models"
+    fresh.mkdir()
+    for name in ("u2netp.onnx", "u2netp.json"):
+        shutil.copyfile(model_dir / name, fresh / name)
+    return fresh
+
+
+@pytest.mark.disable_socket
+def test_loading_and_inference_work_with_sockets_blocked(fresh_model_dir: Path,
+                                                         settings: Settings) -> None:
+    with pytest.warns(UserWarning, match="socket"), pytest.raises(SocketBlockedError):
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    offline = Settings(model_dir=fresh_model_dir)
+    session = cleancut.new_session(MODEL, settings=offline)
+    assert session is not cleancut.new_session(MODEL, settings=settings)
+    out = open_image(cleancut.remove(input_bytes("chelsea.jpg"), settings=offline, model=MODEL,
+                                     alpha_matting=True, bgcolor="white"))
+    assert out.mode == "RGB"
+    mask = alpha(open_image(cleancut.remove(input_bytes("chelsea.jpg"), settings=offline,
+                                            model=MODEL, only_mask=True)))
+    assert (mask > 127).any()
+
+
+# --- nothing happens at import -------------------------------------------------------------------
+
+_IMPORT_PROBE = textwrap.dedent(
+    """
+    import json, logging, os, socket, sys
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network used at import")
+
+    socket.socket.connect = refuse
+    socket.getaddrinfo = refuse
+    socket.create_connection = refuse
+    before = set(os.listdir(os.environ["PROBE_HOME"]))
+
+    import cleancut, cleancut.config, cleancut.engine, cleancut.models, cleancut.errors
+
+    print(json.dumps({
+        "onnxruntime": "onnxruntime" in sys.modules,
+        "pymatting": "pymatting" in sys.modules,
+        "root_handlers": len(logging.getLogger().handlers),
+        "cleancut_handlers": len(logging.getLogger("cleancut").handlers),
+        "new_files": sorted(set(os.listdir(os.environ["PROBE_HOME"])) - before),
+    }))
+    """
+)
+
+
+def test_importing_cleancut_has_no_side_effects(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "PROBE_HOME": str(home),
+        # settings that would be errors if anything read them at import
+        "CLEANCUT_MAX_PIXELS": "not a number",
+        "CLEANCUT_MODEL_DIR": str(home / "no-such-dir"),
+    }
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen == {"onnxruntime": False, "pymatting": False, "root_handlers": 0,
+                    "cleancut_handlers": 0, "new_files": []}
+
+
+def test_the_public_api_is_exported() -> None:
+    for name in ("remove", "new_session", "process", "CleancutError", "InvalidFileType",
+                 "FailedToReadImage", "ModelNotInstalled", "ModelChecksumMismatch"):
+        assert name in cleancut.__all__
+        assert getattr(cleancut, name) is not None
+    assert cleancut.Options is not None  # loaded on first use
+
+
+def test_every_error_has_a_stable_code_and_status() -> None:
+    from cleancut import errors
+
+    codes = set()
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if cls in (errors.CleancutError, errors.InputError, errors.ModelError,
+                   errors.ServiceError, errors.InvalidParameter):
+            continue
+        assert isinstance(cls.code, str) and cls.code, name
+        assert 400 <= cls.status < 600, name
+        codes.add(cls.code)
+    assert {"invalid_file_type", "failed_to_read_image", "model_not_installed",
+            "model_checksum_mismatch", "file_too_large", "resolution_too_high"} <= codes
+    assert len(codes) == len(errors.__all__) - 5  # one code per concrete error
+
+
+def test_arrays_round_trip_with_the_same_mask(settings: Settings, model_dir: Path) -> None:
+    photo = input_bytes("chelsea.jpg")
+    arr = np.asarray(open_image(photo).convert("RGB"))
+    from_array = cleancut.remove(arr, model=MODEL, settings=settings, only_mask=True)
+    from_bytes = alpha(open_image(cleancut.remove(photo, model=MODEL, settings=settings,
+                                                  only_mask=True)))
+    assert np.array_equal(from_array, from_bytes)
