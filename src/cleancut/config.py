@@ -46,9 +46,7 @@ class Settings(BaseSettings):
     default_model: str = "u2net"  # model used when a request names none
     providers: CsvList = ["CPUExecutionProvider"]  # ONNX Runtime execution providers, in order
     intra_op_threads: int = Field(0, ge=0, le=256)  # threads inside one inference; 0 = ORT's choice
-    inter_op_threads: int = Field(
-        1, ge=0, le=256
-    )  # threads across graph branches; 0 = ORT's choice
+    inter_op_threads: int = Field(1, ge=0, le=256)  # threads across graph branches; 0 = ORT's
 
     # --- limits on input ----------------------------------------------------------------------
     max_upload_bytes: int = Field(10_000_000, ge=1)  # largest accepted encoded image, in bytes

@@ -1,0 +1,105 @@
+"""One place that turns errors into JSON: ``{"errors": [{code, title, detail}], "request_id"}``.
+
+The status comes from the error class (:mod:`cleancut.errors`); 503 and 429 carry Retry-After.
+In the remove.bg-compatible routes (``/v1.0/``) statuses follow remove.bg: every client mistake is
+400, authentication 403, rate limits 429. Anything unexpected is a generic 500 and is logged with
+its traceback; no client input is meant to reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import CleancutError, InputError, NotReady, Overloaded, RateLimited, UnknownModel
+from .context import context_of
+
+__all__ = ["install", "error_body", "COMPAT_PREFIX"]
+
+log = logging.getLogger("cleancut.server")
+COMPAT_PREFIX = "/v1.0/"
+
+
+def error_body(entry: dict[str, Any], request_id: str) -> dict[str, Any]:
+    return {"errors": [entry], "request_id": request_id}
+
+
+def _respond(request: Request, status: int, entry: dict[str, Any],
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    state = request.app.state.service
+    state.metrics.rejects.labels(reason=entry["code"]).inc()
+    if request.url.path.startswith(COMPAT_PREFIX):
+        status = _compat_status(status)
+    return JSONResponse(error_body(entry, context_of(request).request_id), status_code=status,
+                        headers=headers)
+
+
+def _compat_status(status: int) -> int:
+    if status == 401:
+        return 403
+    if 400 <= status < 500 and status not in (403, 429):
+        return 400
+    return status
+
+
+async def _cleancut_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CleancutError)
+    entry: dict[str, Any] = exc.to_dict()
+    if isinstance(exc, UnknownModel):
+        entry["field"] = "model"
+    headers = None
+    if isinstance(exc, (Overloaded, NotReady, RateLimited)):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif exc.status == 503:
+        headers = {"Retry-After": "30"}
+    if exc.report and not isinstance(exc, InputError):
+        log.error("request %s failed: %s", context_of(request).request_id, exc.detail)
+    return _respond(request, exc.status, entry, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "header")]
+    field = loc[0] if loc else "body"
+    detail = f"{field}: {first.get('msg', 'invalid value')}"
+    entry = {"code": f"invalid_{field}", "title": "Invalid parameter", "detail": detail,
+             "field": field}
+    return _respond(request, 400, entry)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    if exc.status_code == 400:
+        code = "invalid_body"  # the body cannot be parsed (broken multipart, bad encoding, ...)
+    detail = exc.detail if isinstance(exc.detail, str) else phrase
+    if exc.status_code == 404:
+        detail = f"no route {request.url.path}; see /docs for the API"
+    entry = {"code": code, "title": phrase, "detail": detail}
+    return _respond(request, exc.status_code, entry, dict(exc.headers or {}) or None)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("request %s failed unexpectedly", context_of(request).request_id,
+                  exc_info=exc)
+    entry = {"code": "internal_error", "title": "Internal error",
+             "detail": "the server failed to process this request; it has been logged"}
+    return _respond(request, 500, entry)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(CleancutError, _cleancut_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
