@@ -11,6 +11,7 @@ false for client mistakes (nothing to log as a fault).
     │   ├── FileTooLarge                413 too many bytes
     │   ├── ResolutionTooHigh           413 too many pixels / too long a side / too many frames
     │   ├── FileNotFound                400 an input path does not exist
+    │   ├── UrlFetchFailed              400 an image URL could not be fetched
     │   ├── InvalidFileType             415 not an image format we decode
     │   └── FailedToReadImage           422 looks like an image but cannot be decoded
     ├── ModelError                      the model store
@@ -37,6 +38,7 @@ __all__ = [
     "FileTooLarge",
     "ResolutionTooHigh",
     "FileNotFound",
+    "UrlFetchFailed",
     "InvalidFileType",
     "FailedToReadImage",
     "ModelError",
@@ -115,6 +117,11 @@ class ResolutionTooHigh(InputError):
 class FileNotFound(InputError):
     code = "file_not_found"
     title = "File not found"
+
+
+class UrlFetchFailed(InputError):
+    code = "url_fetch_failed"
+    title = "Could not fetch the image URL"
 
 
 class InvalidFileType(InputError):
