@@ -1,0 +1,340 @@
+"""cleancut's benchmark harness: every figure is a ratio against numbers taken in the same run.
+
+    .venv/bin/python bench/run.py                 # full run, writes bench/results/latest.{md,json}
+    .venv/bin/python bench/run.py --quick         # tiny inputs, few runs, no reference tool
+    .venv/bin/python bench/run.py --no-reference  # skip installing and timing the reference tool
+
+Measures, on this machine, in one run: the floor (ONNX Runtime alone on a prepared input), the
+library end to end (encoded bytes in, encoded bytes out, split by stage), the service under a
+bounded load on loopback, and the reference tool (rembg, in its own virtualenv, pointed at the
+same verified model files, never downloading) doing the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+sys.path.insert(0, str(HERE))
+
+from loadgen import load_test, start_server, stop_server  # noqa: E402
+
+SIZES = {"800x600": (800, 600), "1920x1080": (1920, 1080), "4000x3000": (4000, 3000)}
+REFERENCE = "rembg[cpu,cli]==2.0.86"
+
+
+def photo(size: tuple[int, int]) -> bytes:
+    """A seeded photo of the given size: a golden input scaled up, saved as JPEG quality 90."""
+    src = Image.open(ROOT / "tests" / "fixtures" / "golden" / "inputs" / "astronaut.jpg")
+    im = src.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median_ms": statistics.median(ordered), "p95_ms": p95, "runs": len(ordered)}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "pillow": Image.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# --- the floor ------------------------------------------------------------------------------
+def floor(model_path: Path, runs: int) -> dict[str, Any]:
+    """ONNX Runtime alone on a prepared 1×3×320×320 input, for each thread setting."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    out: dict[str, Any] = {}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        for _ in range(3):
+            sess.run(None, {name: x})
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            sess.run(None, {name: x})
+            samples.append((time.perf_counter() - started) * 1e3)
+        out[f"threads_{threads}"] = summary(samples)
+    best = min(out.values(), key=lambda s: s["median_ms"])
+    cores = os.cpu_count() or 1
+    one = out["threads_1"]["median_ms"]
+    out["best_ms"] = best["median_ms"]
+    # images per second the floor allows on this machine: one single-threaded run per core, or
+    # one run at a time on all cores, whichever is more
+    out["allowed_rps"] = max(cores * 1000.0 / one, 1000.0 / best["median_ms"])
+    return out
+
+
+# --- the library ----------------------------------------------------------------------------
+def library(model: str, photos: dict[str, bytes], runs: int) -> dict[str, Any]:
+    from cleancut.config import load
+    from cleancut.engine import Engine, Options
+
+    engine = Engine(load())
+    options = Options()
+    out: dict[str, Any] = {}
+    for label, data in photos.items():
+        for _ in range(2):
+            engine.process(data, options, model=model)
+        totals, stages = [], {}
+        for _ in range(runs):
+            started = time.perf_counter()
+            result = engine.process(data, options, model=model)
+            totals.append((time.perf_counter() - started) * 1e3)
+            for stage, ms in result.timings_ms.items():
+                stages.setdefault(stage, []).append(ms)
+        out[label] = {
+            **summary(totals),
+            "stages_median_ms": {k: statistics.median(v) for k, v in stages.items()},
+        }
+    return out
+
+
+# --- the reference tool ---------------------------------------------------------------------
+def reference_python() -> Path:
+    venv = WORK / "rembg-venv"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        REFERENCE], check=True)
+    return py
+
+
+def reference_env(model_dir: Path) -> dict[str, str]:
+    # U2NET_HOME points the reference at the same verified files; their md5 matches what it
+    # expects, so it finds them and never downloads.
+    return {**os.environ, "U2NET_HOME": str(model_dir), "OMP_NUM_THREADS": str(os.cpu_count())}
+
+
+def reference_library(py: Path, model_dir: Path, model: str, photos: dict[str, bytes],
+                      runs: int) -> dict[str, Any]:
+    WORK.mkdir(exist_ok=True)
+    paths = {}
+    for label, data in photos.items():
+        path = WORK / f"photo-{label}.jpg"
+        path.write_bytes(data)
+        paths[label] = str(path)
+    script = (
+        "import json,sys,time\n"
+        "from rembg import remove, new_session\n"
+        "model, runs, paths = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])\n"
+        "s = new_session(model)\n"
+        "out = {}\n"
+        "for label, p in paths.items():\n"
+        "    data = open(p, 'rb').read()\n"
+        "    for _ in range(2): remove(data, session=s)\n"
+        "    ts = []\n"
+        "    for _ in range(runs):\n"
+        "        t = time.perf_counter(); remove(data, session=s)\n"
+        "        ts.append((time.perf_counter() - t) * 1e3)\n"
+        "    out[label] = ts\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([str(py), "-c", script, model, str(runs), json.dumps(paths)],
+                          capture_output=True, text=True, env=reference_env(model_dir),
+                          check=True)
+    raw = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {label: summary(samples) for label, samples in raw.items()}
+
+
+# --- the report -----------------------------------------------------------------------------
+def ratios(report: dict[str, Any]) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    for model, lib in report["library"].items():
+        if "800x600" in lib:
+            r[f"{model}_800x600_vs_floor"] = lib["800x600"]["median_ms"] / report["floor"][model][
+                "best_ms"]
+        ref = report.get("reference", {}).get("library", {}).get(model, {})
+        if "4000x3000" in lib and "4000x3000" in ref:
+            r[f"{model}_4000x3000_speedup_vs_reference"] = (
+                ref["4000x3000"]["median_ms"] / lib["4000x3000"]["median_ms"])
+    svc = report.get("service", {})
+    for model, levels in svc.get("cleancut", {}).items():
+        c8 = levels.get("8")
+        if c8:
+            r[f"{model}_service_c8_vs_floor_allowed"] = (
+                c8["throughput_rps"] / report["floor"][model]["allowed_rps"])
+            r[f"{model}_service_c8_p99_over_p50"] = c8["p99_ms"] / c8["p50_ms"]
+            ref = svc.get("reference", {}).get(model, {}).get("8")
+            if ref:
+                r[f"{model}_service_c8_vs_reference_throughput"] = (
+                    c8["throughput_rps"] / ref["throughput_rps"])
+                r[f"{model}_service_peak_memory_vs_reference"] = (
+                    levels["peak_rss_mb"] / svc["reference"][model]["peak_rss_mb"])
+        c1 = levels.get("1")
+        lib = report["library"].get(model, {}).get("800x600")
+        if c1 and lib:
+            r[f"{model}_service_c1_vs_library"] = c1["p50_ms"] / lib["median_ms"]
+    return r
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [f"# cleancut benchmark — {report['date']}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, onnxruntime "
+             f"{m['onnxruntime']}, Pillow {m['pillow']}, numpy {m['numpy']}.", "",
+             "## Floor (ONNX Runtime alone, 1×3×320×320)", "",
+             "| model | threads | median ms | p95 ms |", "|---|---|---|---|"]
+    for model, f in report["floor"].items():
+        for key, s in f.items():
+            if key.startswith("threads_"):
+                lines.append(f"| {model} | {key[8:]} | {s['median_ms']:.1f} | {s['p95_ms']:.1f} |")
+    lines += ["", "## Library end to end (JPEG bytes in, PNG bytes out)", "",
+              "| model | photo | median ms | p95 ms | decode | preprocess | inference | mask | "
+              "compose | encode | reference median ms |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model, sizes in report["library"].items():
+        ref = report.get("reference", {}).get("library", {}).get(model, {})
+        for label, s in sizes.items():
+            st = s["stages_median_ms"]
+            ref_ms = f"{ref[label]['median_ms']:.1f}" if label in ref else "—"
+            lines.append(
+                f"| {model} | {label} | {s['median_ms']:.1f} | {s['p95_ms']:.1f} | "
+                + " | ".join(f"{st.get(k, 0):.1f}" for k in
+                             ("decode", "preprocess", "inference", "mask", "compose", "encode"))
+                + f" | {ref_ms} |")
+    svc = report.get("service")
+    if svc:
+        lines += ["", "## Service (800×600 JPEG, bounded load on loopback)", "",
+                  "| tool | model | concurrency | requests | throughput/s | p50 ms | p95 ms | "
+                  "p99 ms | errors | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for tool in ("cleancut", "reference"):
+            for model, levels in svc.get(tool, {}).items():
+                for c, s in levels.items():
+                    if c == "peak_rss_mb":
+                        continue
+                    lines.append(
+                        f"| {tool} | {model} | {c} | {s['requests']} | {s['throughput_rps']:.2f} | "
+                        f"{s['p50_ms']:.0f} | {s['p95_ms']:.0f} | {s['p99_ms']:.0f} | "
+                        f"{s['errors']} | {levels['peak_rss_mb']:.0f} |")
+    lines += ["", "## Ratios", "", "| ratio | value |", "|---|---|"]
+    for key, value in report["ratios"].items():
+        lines.append(f"| {key} | {value:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny inputs, 2 runs, no reference")
+    ap.add_argument("--no-reference", action="store_true", help="skip the reference tool")
+    ap.add_argument("--no-service", action="store_true", help="skip the service measurements")
+    ap.add_argument("--models", default="u2netp,u2net")
+    ap.add_argument("--service-models", default="u2netp")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args(argv)
+
+    import cleancut.config
+    import cleancut.models
+
+    settings = cleancut.config.load()
+    models = [m for m in args.models.split(",") if m]
+    runs = 2 if args.quick else args.runs
+    sizes = {"64x48": (64, 48)} if args.quick else SIZES
+    photos = {label: photo(size) for label, size in sizes.items()}
+    store = cleancut.models.ModelStore(settings.model_dir)
+
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                              "machine": machine(), "floor": {}, "library": {}}
+    for model in models:
+        installed = store.resolve(model)
+        print(f"floor {model}", file=sys.stderr)
+        report["floor"][model] = floor(installed.path, runs)
+        print(f"library {model}", file=sys.stderr)
+        report["library"][model] = library(model, photos, runs)
+
+    with_reference = not (args.quick or args.no_reference)
+    if with_reference:
+        py = reference_python()
+        report["reference"] = {"version": REFERENCE, "library": {}}
+        for model in models:
+            print(f"reference library {model}", file=sys.stderr)
+            report["reference"]["library"][model] = reference_library(
+                py, settings.model_dir, model, photos, runs)
+
+    if not args.no_service:
+        levels = (1, 2) if args.quick else (1, 2, 4, 8)
+        per_level = 4 if args.quick else 40
+        svc_photo = photos["64x48"] if args.quick else photos["800x600"]
+        report["service"] = {"cleancut": {}, "reference": {}}
+        for model in [m for m in args.service_models.split(",") if m]:
+            cmd = [str(Path(sys.executable).parent / "cleancut"), "serve", "--models", model]
+            report["service"]["cleancut"][model] = _service(cmd, os.environ.copy(), model,
+                                                            svc_photo, levels, per_level)
+            if with_reference:
+                cmd = [str(reference_python().parent / "rembg"), "s", "--host", "127.0.0.1"]
+                report["service"]["reference"][model] = _service(
+                    cmd, reference_env(settings.model_dir), model, svc_photo, levels, per_level,
+                    port_flag="--port", ready_path="/api")
+
+    report["ratios"] = ratios(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "quick" if args.quick else "latest"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"{stem}.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def _service(cmd: list[str], env: dict[str, str], model: str, data: bytes,
+             levels: tuple[int, ...], per_level: int, *, port_flag: str = "--port",
+             ready_path: str = "/readyz") -> dict[str, Any]:
+    print(f"service {' '.join(cmd[:2])} {model}", file=sys.stderr)
+    server = start_server(cmd, env, port_flag=port_flag, ready_path=ready_path)
+    try:
+        out: dict[str, Any] = {}
+        load_test(server.url, data, model, concurrency=1, requests=2)  # warm-up
+        for c in levels:
+            out[str(c)] = load_test(server.url, data, model, concurrency=c,
+                                    requests=max(per_level, 2 * c))
+        out["peak_rss_mb"] = server.peak_rss_mb()
+        return out
+    finally:
+        stop_server(server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
