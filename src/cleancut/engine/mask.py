@@ -12,7 +12,14 @@ from PIL import Image
 
 from .options import Color, Options
 
-__all__ = ["post_process", "apply_source_alpha", "alpha_matting", "compose", "foreground_box"]
+__all__ = [
+    "post_process",
+    "apply_source_alpha",
+    "alpha_matting",
+    "warm_up_matting",
+    "compose",
+    "foreground_box",
+]
 
 log = logging.getLogger("cleancut")
 
@@ -52,6 +59,19 @@ def _trimap(mask: np.ndarray, fg: int, bg: int, erode: int) -> np.ndarray:
     trimap[is_fg] = 255
     trimap[is_bg] = 0
     return trimap
+
+
+def warm_up_matting() -> list[str]:
+    """Run matting once on a tiny image so its numba kernels are compiled (and cached on disk).
+
+    The first compilation takes a minute or more; doing it at set-up or service start keeps it
+    out of a user's request. Returns the warnings of that run (empty when matting works).
+    """
+    yy, xx = np.mgrid[0:48, 0:48]
+    mask = np.clip((24 - np.hypot(yy - 24, xx - 24)) * 40 + 128, 0, 255).astype(np.uint8)
+    color = Image.fromarray(np.dstack([mask, 255 - mask, mask // 2]).astype(np.uint8), "RGB")
+    _, warnings = alpha_matting(color, Image.fromarray(mask, "L"), Options(), max_pixels=10_000)
+    return warnings
 
 
 def alpha_matting(
