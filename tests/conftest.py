@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,12 @@ def open_png(data: bytes) -> Image.Image:
     im = Image.open(io.BytesIO(data))
     im.load()
     return im
+
+
+@pytest.fixture(autouse=True)
+def _restore_pillow_bomb_guard() -> Iterator[None]:
+    """Building an Engine sets Pillow's process-wide ``MAX_IMAGE_PIXELS`` to its limit; a test
+    with tiny limits must not leave it set for the tests after it."""
+    saved = Image.MAX_IMAGE_PIXELS
+    yield
+    Image.MAX_IMAGE_PIXELS = saved

@@ -253,7 +253,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import load
     from .server import run
 
-    settings = load(host=args.host, port=args.port, workers=args.workers, models=args.models)
+    settings = load(host=args.host, port=args.port, workers=args.workers, models=args.models,
+                    allow_anonymous=True if args.allow_anonymous else None)
     run(settings)
     return 0
 
@@ -362,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=None, help="models to load, e.g. u2net,u2netp")
     p.add_argument(
         "--workers", type=int, default=None, help="concurrent inferences (default: one per core)"
+    )
+    p.add_argument(
+        "--allow-anonymous", action="store_true",
+        help="serve a non-loopback address without API keys (otherwise start-up is refused)",
     )
     p.set_defaults(func=cmd_serve)
 

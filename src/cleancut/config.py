@@ -7,14 +7,17 @@ directly, as the tests do).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .apikeys import ApiKey, parse_entries
 from .errors import InvalidParameter
 
 __all__ = ["Settings", "load", "default_model_dir"]
@@ -34,11 +37,13 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvList = Annotated[list[str], NoDecode]
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CLEANCUT_", frozen=True, extra="forbid", protected_namespaces=()
+        env_prefix="CLEANCUT_", frozen=True, extra="forbid", protected_namespaces=(),
+        hide_input_in_errors=True,  # an invalid API key entry must never be echoed in an error
     )
 
     # --- models -------------------------------------------------------------------------------
@@ -64,7 +69,36 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, le=256)  # concurrent inferences; 0 = one per CPU core
     queue_size: int = Field(0, ge=0, le=10_000)  # requests allowed to wait; 0 = 4 × workers
     request_timeout_s: float = Field(30.0, gt=0, le=3600)  # deadline per request, wait included
-    url_fetch_enabled: bool = False  # accept image URLs (remove.bg image_url); off: refused, 400
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)  # time for a request body to arrive; 408
+    keep_alive_timeout_s: int = Field(5, ge=1, le=3600)  # idle keep-alive connection closed after
+    max_connections: int = Field(0, ge=0, le=100_000)  # open connections; 0 = workers+queue+64
+    max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576)  # request line + headers, bytes
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)  # SIGTERM: time to finish in-flight work
+    tmp_dir: Path | None = None  # the only place written at run time; none = the system temp dir
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"  # service logs
+    log_format: Literal["json", "text"] = "json"  # access log (stdout) and service log (stderr)
+    access_log_file: Path | None = None  # also write the access log here (rotated); none = off
+    access_log_max_bytes: int = Field(10_000_000, ge=1024)  # rotate the log file at this size
+    access_log_backups: int = Field(5, ge=0, le=1000)  # rotated access log files kept
+
+    # --- URL input ----------------------------------------------------------------------------
+    url_fetch_enabled: bool = False  # accept image URLs (?url=, image_url); off: refused, 400
+    url_allow_hosts: CsvList = []  # hosts that may be fetched (may be private); none = any public
+    url_connect_timeout_s: float = Field(5.0, gt=0, le=300)  # TCP connect + TLS, per redirect hop
+    url_timeout_s: float = Field(15.0, gt=0, le=3600)  # whole fetch incl. redirects and body
+    url_max_redirects: int = Field(3, ge=0, le=20)  # redirects followed, each re-checked
+
+    # --- access control -----------------------------------------------------------------------
+    # API keys: entries `KEY`, `ID:KEY` or `ID:sha256:HEX` (see cleancut.apikeys); hashed on load.
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()  # comma-separated; none = no keys
+    api_keys_file: Path | None = None  # file of key entries, one a line (# comments); read at start
+    allow_anonymous: bool = False  # serve without keys on a non-loopback address (else refused)
+    metrics_public: bool = False  # /metrics open without a key even when keys are configured
+    rate_limit_per_minute: int = Field(0, ge=0, le=1_000_000)  # requests per key/client; 0 = off
+    rate_limit_burst: int = Field(0, ge=0, le=1_000_000)  # bucket size; 0 = rate_limit_per_minute
+    rate_limit_max_clients: int = Field(10_000, ge=1, le=10_000_000)  # buckets kept (LRU)
+    trusted_proxies: CsvList = []  # IPs/CIDRs whose X-Forwarded-For is believed; none = ignored
+    cors_origins: CsvList = []  # origins allowed by CORS (scheme://host[:port], or *); none = off
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]
@@ -74,10 +108,57 @@ class Settings(BaseSettings):
         # so that building settings is a pure function of its inputs.
         return (init_settings,)
 
-    @field_validator("providers", "models", mode="before")
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return parse_entries(value, "CLEANCUT_API_KEYS")
+        return value
+
+    @field_validator("allow_anonymous", "metrics_public", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text not in ("true", "false", "1", "0"):
+                raise ValueError("use true, false, 1 or 0")
+            return text in ("true", "1")
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item[:60]!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("cors_origins", mode="after")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item != "*" and not _ORIGIN.fullmatch(item):
+                raise ValueError(f"{item[:60]!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("providers", "models", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("url_allow_hosts", mode="before")
+    @classmethod
+    def _csv_hosts(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     def effective_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -25,6 +25,8 @@ false for client mistakes (nothing to log as a fault).
         ├── RateLimited                 429
         ├── Overloaded                  503 (Retry-After)
         ├── NotReady                    503 (Retry-After)
+        │   └── ShuttingDown            503 (Retry-After) the service is draining on SIGTERM
+        ├── RequestTimeout              408 the request body did not arrive in time
         └── ProcessingTimeout           504
 """
 
@@ -52,6 +54,8 @@ __all__ = [
     "RateLimited",
     "Overloaded",
     "NotReady",
+    "ShuttingDown",
+    "RequestTimeout",
     "ProcessingTimeout",
 ]
 
@@ -211,6 +215,17 @@ class NotReady(ServiceError):
     def __init__(self, detail: str, retry_after_s: int = 5) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class ShuttingDown(NotReady):
+    code = "shutting_down"
+    title = "Service shutting down"
+
+
+class RequestTimeout(ServiceError):
+    code = "request_timeout"
+    status = 408
+    title = "Request timeout"
 
 
 class ProcessingTimeout(ServiceError):

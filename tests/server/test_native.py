@@ -312,6 +312,7 @@ def test_unknown_route_is_404_json(server: Server) -> None:
 
 
 def test_wrong_method_is_405_json(server: Server) -> None:
-    response = server.get("/api/remove")
+    # GET /api/remove is the URL-input route (issue 4); PUT is nobody's
+    response = requests.put(server.url + "/api/remove", timeout=60)
     assert response.status_code == 405
     assert error_of(response)["code"] == "method_not_allowed"

@@ -48,7 +48,7 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
 
 def wait_for_result(page: Any) -> None:
     page.wait_for_selector("#results:not([hidden])", timeout=120_000)
-    page.wait_for_function("document.getElementById('result').complete && "
+    page.wait_for_function("() => document.getElementById('result').complete && "
                            "document.getElementById('result').naturalWidth > 0", timeout=60_000)
     page.wait_for_selector("#run:not([disabled])", timeout=120_000)
 
@@ -71,7 +71,8 @@ TRANSPARENT_PIXELS = """() => {
 
 def test_upload_a_photo_see_the_cutout_and_download_it(page: Any, photo_path: Path,
                                                        tmp_path: Path) -> None:
-    page.wait_for_function("document.querySelectorAll('#model option[value=u2net]').length == 1")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#model option[value=u2net]').length == 1")
     assert page.input_value("#model") == "u2net"
     page.set_input_files("#file", str(photo_path))
     wait_for_result(page)
@@ -94,7 +95,7 @@ def test_upload_a_photo_see_the_cutout_and_download_it(page: Any, photo_path: Pa
 
 
 def test_options_mask_only_and_model_choice(page: Any, photo_path: Path) -> None:
-    page.wait_for_function("document.querySelectorAll('#model option').length >= 2")
+    page.wait_for_function("() => document.querySelectorAll('#model option').length >= 2")
     page.select_option("#model", "u2netp")
     page.check("#only_mask")
     page.set_input_files("#file", str(photo_path))
@@ -138,8 +139,9 @@ def test_keyboard_only_use(page: Any, photo_path: Path) -> None:
     assert page.is_checked("#only_mask")
     page.focus("#run")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('download').download.endsWith('-mask.png')",
-                           timeout=120_000)
+    page.wait_for_function(
+        "() => document.getElementById('download').download.endsWith('-mask.png')",
+        timeout=120_000)
     wait_for_result(page)
 
 

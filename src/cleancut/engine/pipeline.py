@@ -112,6 +112,9 @@ class Engine:
             max_side_px=settings.max_side_px,
             max_frames=settings.max_frames,
         )
+        # Pillow's own bomb guard, set to match ours: it warns above this many pixels and refuses
+        # above twice as many. imageio.decode checks the header against self.limits first anyway.
+        Image.MAX_IMAGE_PIXELS = settings.max_pixels
 
     def session(self, name: str | None = None) -> Session:
         """The shared, verified session of model ``name`` (loaded on first use)."""

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadFailed
+from ..errors import ModelLoadFailed, ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import InstalledModel, ModelStore
 
-__all__ = ["Session", "SessionKey", "SessionCache"]
+__all__ = ["Session", "SessionKey", "SessionCache", "RunControl", "controlled_by"]
 
 log = logging.getLogger("cleancut")
 
@@ -75,13 +79,67 @@ class Session:
         """The execution providers actually in use, in priority order."""
         return list(self._session.get_providers())
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model on a 1×3×H×W float32 batch; returns output 0."""
-        return self._session.run(None, {self._input_name: batch})[0]  # type: ignore[no-any-return]
+    def run(self, batch: np.ndarray, run_options: Any = None) -> np.ndarray:
+        """Run the model on a 1×3×H×W float32 batch; returns output 0.
+
+        ``run_options`` (an ``onnxruntime.RunOptions``) defaults to the one of the
+        :class:`RunControl` this thread runs under, if any; a run stopped through it raises
+        :class:`~cleancut.errors.ProcessingTimeout`.
+        """
+        control = _CONTROL.get()
+        if run_options is None and control is not None:
+            run_options = control.run_options()
+        try:
+            out = self._session.run(None, {self._input_name: batch}, run_options)
+        except Exception as exc:  # onnxruntime raises untyped errors; we check our own flag
+            if run_options is not None and run_options.terminate:
+                raise ProcessingTimeout(
+                    "inference was stopped at the request's deadline (CLEANCUT_REQUEST_TIMEOUT_S)"
+                ) from exc
+            raise
+        return out[0]  # type: ignore[no-any-return]
 
     def warm_up(self) -> None:
         width, height = self.spec.input_size
         self.run(np.zeros((1, 3, height, width), dtype=np.float32))
+
+
+class RunControl:
+    """Stops, from any thread, the inference running under it (``onnxruntime.RunOptions``'s
+    ``terminate`` flag); inferences started after :meth:`terminate` stop at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._options: Any = None
+        self.terminated = False
+
+    def run_options(self) -> Any:
+        with self._lock:
+            if self._options is None:
+                import onnxruntime as ort
+
+                self._options = ort.RunOptions()
+                self._options.terminate = self.terminated
+            return self._options
+
+    def terminate(self) -> None:
+        with self._lock:
+            self.terminated = True
+            if self._options is not None:
+                self._options.terminate = True
+
+
+_CONTROL: ContextVar[RunControl | None] = ContextVar("cleancut_run_control", default=None)
+
+
+@contextmanager
+def controlled_by(control: RunControl) -> Iterator[RunControl]:
+    """Run the inferences of this block (this thread) under ``control``."""
+    token = _CONTROL.set(control)
+    try:
+        yield control
+    finally:
+        _CONTROL.reset(token)
 
 
 class SessionCache:

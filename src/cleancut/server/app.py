@@ -12,14 +12,26 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fastapi import FastAPI, Request
+from starlette.formparsers import MultiPartParser
+from starlette.middleware import Middleware
 
 from .. import __version__
+from ..apikeys import KeyTable
 from ..config import Settings
 from ..engine import Engine
 from ..errors import CleancutError, NotReady
 from . import errors, native, ops, removebg, ui
-from .context import ContextMiddleware
+from .accesslog import AccessLogMiddleware
+from .auth import AuthMiddleware
+from .bodylimit import BodyLimitMiddleware, body_limit
+from .context import ContextMiddleware, RequestContext
+from .cors import cors_middleware
+from .drain import Drain, DrainMiddleware
+from .errors import COMPAT_PREFIX
 from .metrics import Metrics
+from .proxies import TrustedProxies
+from .ratelimit import RateLimitMiddleware
+from .security import SecurityHeadersMiddleware
 from .workers import WorkerPool
 
 __all__ = ["build_app", "ServiceState", "service_of"]
@@ -38,14 +50,24 @@ class ServiceState:
     load_error: str | None = None
     loaded: dict[str, float] = field(default_factory=dict)  # model -> load seconds
 
-    async def process(self, fn: Callable[[float], T]) -> T:
-        """Run ``fn(deadline)`` on the worker pool under the request deadline (a monotonic time),
-        once the models are warm."""
+    async def process(self, fn: Callable[[float], T], *, ctx: RequestContext | None = None,
+                      deadline: float | None = None) -> T:
+        """Run ``fn(deadline)`` on the worker pool under the request deadline (a monotonic time;
+        default: request_timeout_s from now), once the models are warm. ``ctx`` gets the
+        queue wait, for the access log."""
         if not self.ready.is_set():
             raise NotReady(self.load_error or "models are still loading; retry shortly")
         timeout = self.settings.request_timeout_s
-        deadline = time.monotonic() + timeout
-        return await self.pool.run(lambda: fn(deadline), deadline=deadline, timeout_s=timeout)
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        end = deadline
+
+        def started(wait_s: float) -> None:
+            if ctx is not None:
+                ctx.queue_ms = wait_s * 1e3
+
+        return await self.pool.run(lambda: fn(end), deadline=end, timeout_s=timeout,
+                                   on_start=started)
 
     def load_models(self) -> None:
         """Load and warm every start-up model (runs on a thread; sets ``ready``)."""
@@ -61,6 +83,12 @@ class ServiceState:
             return
         self.ready.set()
         self.metrics.ready.set(1)
+        # Compile the matting kernels now (cached on disk after the first time) rather than in
+        # the first request that asks for matting; readiness does not wait for it.
+        from ..engine.mask import warm_up_matting
+
+        for warning in warm_up_matting():
+            log.warning("%s", warning)
 
 
 def service_of(request: Request) -> ServiceState:
@@ -102,10 +130,34 @@ def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.service = state
+    drain = app.state.drain = Drain()  # server.run's signal handler begins it
+    # Uploads stay in memory: Starlette spools a file part over 1 MB to a temporary file, and
+    # offers no per-request setting, only this class attribute. The body limit above bounds
+    # what a request can hold, so raise the spool threshold to it (never lower it).
+    MultiPartParser.spool_max_size = max(
+        MultiPartParser.spool_max_size, body_limit(settings.max_upload_bytes, COMPAT_PREFIX))
     errors.install(app)
     app.include_router(native.router)
     app.include_router(removebg.router)
     app.include_router(ops.router)
     ui.install(app)
-    app.add_middleware(ContextMiddleware, metrics=metrics)
+    # --- middleware, outermost first (each pure ASGI, one per module, configured here) ---------
+    keys = KeyTable.load(settings.api_keys, settings.api_keys_file)
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),  # CSP, nosniff, ... on every response
+        Middleware(ContextMiddleware, metrics=metrics),  # request id, request metrics
+        Middleware(AccessLogMiddleware,  # one audit line per request (cleancut.access)
+                   proxies=TrustedProxies(settings.trusted_proxies)),
+        Middleware(DrainMiddleware, drain=drain),  # SIGTERM: new requests 503 while draining
+        *cors_middleware(settings.cors_origins),  # only when configured; preflights before auth
+        Middleware(AuthMiddleware, keys=keys, metrics_public=settings.metrics_public),
+        Middleware(  # after auth: buckets are per key, else per client address
+            RateLimitMiddleware, per_minute=settings.rate_limit_per_minute,
+            burst=settings.rate_limit_burst, max_clients=settings.rate_limit_max_clients,
+            proxies=TrustedProxies(settings.trusted_proxies)),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes,  # 413 / 408
+                   timeout_s=settings.body_timeout_s),
+    ]
+    for cls, args, kwargs in reversed(middleware):  # each added goes outside those before it
+        app.add_middleware(cls, *args, **kwargs)
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from .metrics import Metrics
 
-__all__ = ["RequestContext", "ContextMiddleware", "context_of"]
+__all__ = ["RequestContext", "ContextMiddleware", "context_of", "context_in"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _SCOPE_KEY = "cleancut.context"
@@ -26,6 +26,25 @@ _SCOPE_KEY = "cleancut.context"
 class RequestContext:
     request_id: str
     model: str = ""  # the model a processing route used, for metrics and logs
+    # For the access log (server/accesslog.py), filled by the routes:
+    error_code: str = ""  # the ``code`` of an error answer
+    image_format: str = ""  # the input image's format, as sniffed
+    width: int | None = None  # the result's size, in pixels
+    height: int | None = None
+    queue_ms: float | None = None  # time the image waited for a worker
+    timings_ms: dict[str, float] = field(default_factory=dict)  # the engine's stage timings
+
+    def record(self, *, image_format: str | None, width: int, height: int,
+               timings_ms: dict[str, float]) -> None:
+        self.image_format = (image_format or "").lower()
+        self.width, self.height = width, height
+        self.timings_ms = dict(timings_ms)
+
+
+def context_in(scope: Scope) -> RequestContext | None:
+    """The context of a request in ``scope``, when the context middleware has set one."""
+    ctx = scope.get(_SCOPE_KEY)
+    return ctx if isinstance(ctx, RequestContext) else None
 
 
 def context_of(request: Request) -> RequestContext:

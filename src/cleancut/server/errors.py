@@ -19,8 +19,9 @@ from starlette.exceptions import HTTPException
 
 from ..errors import CleancutError, InputError, NotReady, Overloaded, RateLimited, UnknownModel
 from .context import context_of
+from .security import headers_for
 
-__all__ = ["install", "error_body", "COMPAT_PREFIX"]
+__all__ = ["install", "error_body", "error_response", "COMPAT_PREFIX"]
 
 log = logging.getLogger("cleancut.server")
 COMPAT_PREFIX = "/v1.0/"
@@ -34,8 +35,11 @@ def _respond(request: Request, status: int, entry: dict[str, Any],
              headers: dict[str, str] | None = None) -> JSONResponse:
     state = request.app.state.service
     state.metrics.rejects.labels(reason=entry["code"]).inc()
+    context_of(request).error_code = entry["code"]  # for the access log
     if request.url.path.startswith(COMPAT_PREFIX):
         status = _compat_status(status)
+    elif status == 401:  # RFC 9110: a 401 names the scheme; remove.bg's 403 does not
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(error_body(entry, context_of(request).request_id), status_code=status,
                         headers=headers)
 
@@ -48,7 +52,9 @@ def _compat_status(status: int) -> int:
     return status
 
 
-async def _cleancut_error(request: Request, exc: Exception) -> JSONResponse:
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The JSON response for a :class:`CleancutError`; also used by middleware (auth, rate
+    limits), which sits outside the exception handlers."""
     assert isinstance(exc, CleancutError)
     entry: dict[str, Any] = exc.to_dict()
     if isinstance(exc, UnknownModel):
@@ -95,11 +101,13 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                   exc_info=exc)
     entry = {"code": "internal_error", "title": "Internal error",
              "detail": "the server failed to process this request; it has been logged"}
-    return _respond(request, 500, entry)
+    # Starlette sends this from its outermost layer, past the security-headers middleware.
+    headers = {k.decode(): v.decode() for k, v in headers_for(request.url.path)}
+    return _respond(request, 500, entry, headers)
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(CleancutError, _cleancut_error)
+    app.add_exception_handler(CleancutError, error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -53,6 +53,12 @@ class Metrics:
             "cleancut_model_load_seconds", "Time taken to load each model (ONNX Runtime session)",
             ["model"], registry=r,
         )
+        self.abandoned = Counter(
+            "cleancut_jobs_abandoned",
+            "Images given up at the request deadline, by where they were (queued: never started; "
+            "running: stopped, inference terminated)",
+            ["where"], registry=r,
+        )
         self.ready = Gauge("cleancut_ready", "1 when every start-up model is loaded and warm",
                            registry=r)
 

@@ -1,11 +1,16 @@
-"""The native API: ``POST /api/remove``, ``GET /api/models``, ``GET /api/limits``."""
+"""The native API: ``POST /api/remove``, ``GET /api/remove?url=`` (when URL input is on),
+``GET /api/models``, ``GET /api/limits``."""
 
 from __future__ import annotations
 
+import inspect
 import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from ..engine import Options
@@ -15,6 +20,7 @@ from ..errors import FileTooLarge, InvalidParameter, ModelNotInstalled
 from .context import context_of
 from .openapi import ERROR_RESPONSES, IMAGE_RESPONSE
 from .params import parse_bool, parse_int, pick
+from .urlinput import check_enabled, fetch_url
 
 __all__ = ["router", "read_upload", "check_model", "image_headers"]
 
@@ -113,40 +119,116 @@ async def remove(
 ) -> Response:
     from .app import service_of
 
-    service = service_of(request)
     if file is None:
         raise InvalidParameter("file", "send the image as the multipart/form-data field 'file'")
-    name = check_model(request, model or service.settings.default_model)
-    options = Options.create(
-        only_mask=parse_bool("return_mask", pick(("return_mask", return_mask),
-                                                 ("only_mask", only_mask), ("om", om))),
-        post_process_mask=parse_bool("post_process_mask",
-                                     pick(("post_process_mask", post_process_mask), ("ppm", ppm))),
-        alpha_matting=parse_bool("alpha_matting", pick(("alpha_matting", alpha_matting), ("a", a))),
+    # Every parameter but the file, by its form-field name (the signature above is the list).
+    values = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
+    upload = file
+    max_bytes = service_of(request).engine.limits.max_bytes
+
+    async def source(_deadline: float) -> bytes:
+        return await read_upload(upload, max_bytes)
+
+    return await _remove(request, values, source, file.filename)
+
+
+_OPTION_NAMES = ("model", "return_mask", "only_mask", "om", "post_process_mask", "ppm",
+                 "alpha_matting", "a", "alpha_matting_foreground_threshold", "af",
+                 "alpha_matting_background_threshold", "ab", "alpha_matting_erode_size", "ae",
+                 "bgcolor", "bgc", "premultiplied", "format", "quality")
+
+
+def _options(values: Mapping[str, str | None]) -> Options:
+    v = values.get
+    return Options.create(
+        only_mask=parse_bool("return_mask", pick(("return_mask", v("return_mask")),
+                                                 ("only_mask", v("only_mask")), ("om", v("om")))),
+        post_process_mask=parse_bool("post_process_mask", pick(
+            ("post_process_mask", v("post_process_mask")), ("ppm", v("ppm")))),
+        alpha_matting=parse_bool("alpha_matting", pick(("alpha_matting", v("alpha_matting")),
+                                                       ("a", v("a")))),
         alpha_matting_foreground_threshold=_int(
-            "alpha_matting_foreground_threshold", alpha_matting_foreground_threshold, "af", af,
-            240),
+            "alpha_matting_foreground_threshold", v("alpha_matting_foreground_threshold"),
+            "af", v("af"), 240),
         alpha_matting_background_threshold=_int(
-            "alpha_matting_background_threshold", alpha_matting_background_threshold, "ab", ab,
-            10),
-        alpha_matting_erode_size=_int("alpha_matting_erode_size", alpha_matting_erode_size,
-                                      "ae", ae, 10),
-        bgcolor=pick(("bgcolor", bgcolor), ("bgc", bgc)) or None,
-        premultiplied=parse_bool("premultiplied", premultiplied),
-        format=format or "png",
-        quality=parse_int("quality", quality, None),
+            "alpha_matting_background_threshold", v("alpha_matting_background_threshold"),
+            "ab", v("ab"), 10),
+        alpha_matting_erode_size=_int("alpha_matting_erode_size", v("alpha_matting_erode_size"),
+                                      "ae", v("ae"), 10),
+        bgcolor=pick(("bgcolor", v("bgcolor")), ("bgc", v("bgc"))) or None,
+        premultiplied=parse_bool("premultiplied", v("premultiplied")),
+        format=v("format") or "png",
+        quality=parse_int("quality", v("quality"), None),
     )
-    data = await read_upload(file, service.engine.limits.max_bytes)
+
+
+async def _remove(request: Request, values: Mapping[str, str | None],
+                  source: Callable[[float], Awaitable[bytes]], filename: str | None) -> Response:
+    """Check the parameters, get the image bytes from ``source(deadline)``, process, answer."""
+    from .app import service_of
+
+    service = service_of(request)
+    ctx = context_of(request)
+    name = check_model(request, values.get("model") or service.settings.default_model)
+    options = _options(values)
+    deadline = time.monotonic() + service.settings.request_timeout_s
+    data = await source(deadline)
     result = await service.process(
-        lambda deadline: service.engine.process(data, options, model=name, deadline=deadline)
+        lambda end: service.engine.process(data, options, model=name, deadline=end),
+        ctx=ctx, deadline=deadline,
     )
     service.metrics.observe_stages(result.model, result.timings_ms)
+    ctx.record(image_format=result.source_format, width=result.width, height=result.height,
+               timings_ms=result.timings_ms)
     headers = image_headers(request, result.width, result.height, result.model, result.foreground)
     fmt = result.format or "png"
     headers["Content-Disposition"] = (
-        f'inline; filename="{_download_name(file.filename, options.only_mask, fmt)}"'
+        f'inline; filename="{_download_name(filename, options.only_mask, fmt)}"'
     )
     return Response(result.data, media_type=result.media_type, headers=headers)
+
+
+def _query_docs() -> list[dict[str, Any]]:
+    """The POST form fields, documented as query parameters of the GET route."""
+    params = inspect.signature(remove, eval_str=True).parameters
+    docs = []
+    for name in _OPTION_NAMES:
+        meta = [m for m in getattr(params[name].annotation, "__metadata__", ())
+                if hasattr(m, "description")]
+        docs.append({"name": name, "in": "query", "required": False,
+                     "schema": {"type": "string"},
+                     "description": meta[0].description if meta else ""})
+    return docs
+
+
+@router.get(
+    "/api/remove",
+    summary="Remove the background of the image at a URL (when URL input is enabled)",
+    response_class=Response,
+    responses={**IMAGE_RESPONSE, **ERROR_RESPONSES},
+    openapi_extra={"parameters": _query_docs()},
+)
+async def remove_url(
+    request: Request,
+    url: Annotated[str | None, Query(description=(
+        "http(s) URL of the image. Refused (400) unless the service enables URL input "
+        "(CLEANCUT_URL_FETCH_ENABLED); private and loopback addresses are refused unless "
+        "allow-listed (CLEANCUT_URL_ALLOW_HOSTS). The other parameters are those of "
+        "POST /api/remove, as query parameters."), max_length=4096)] = None,
+) -> Response:
+    from .app import service_of
+
+    settings = service_of(request).settings
+    check_enabled(settings, "url")
+    if not url:
+        raise InvalidParameter("url", "give the image's address as ?url=https://...")
+    target = url
+    values = {k: request.query_params.get(k) for k in _OPTION_NAMES}
+
+    async def source(deadline: float) -> bytes:
+        return await fetch_url(settings, target, "url", deadline)
+
+    return await _remove(request, values, source, urlsplit(target).path.rsplit("/", 1)[-1])
 
 
 def _int(name: str, value: str | None, short: str, short_value: str | None, default: int) -> int:

@@ -15,20 +15,24 @@ import re
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
 from ..engine import Engine, Options, imageio
 from ..engine.mask import foreground_box
+from ..engine.options import OutputFormat
 from ..errors import FileTooLarge, InvalidParameter, ProcessingTimeout
+from .context import context_of
 from .layout import Layout, apply_layout, fit, parse_layout, size_limit
 from .native import check_model, read_upload
 from .openapi import ERROR_SCHEMA
 from .params import parse_bool
 from .removebg_schema import request_body_schema
+from .urlinput import check_enabled, fetch_url
 
 __all__ = ["router"]
 
@@ -37,7 +41,7 @@ router = APIRouter(tags=["remove.bg compatible"])
 _TYPES = {"auto", "person", "product", "animal", "car", "car_interior", "car_part",
           "transportation", "graphic", "graphics", "other"}
 _FORMATS = {"auto", "png", "jpg", "jpeg", "webp", "zip"}
-_UNSUPPORTED = ("bg_image_url", "bg_image_file")
+_UNSUPPORTED = ("bg_image_file",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class _Job:
     max_pixels: int | None
     layout: Layout
     zip: bool
+    background: bytes | None = None  # bg_image_url's image: the cutout goes over it, scaled
+    encode_format: OutputFormat | None = None  # when it differs from options.format
 
 
 @dataclass
@@ -59,6 +65,7 @@ class _Output:
     foreground: tuple[int, int, int, int] | None
     timings_ms: dict[str, float]
     model: str
+    source_format: str | None = None
 
 
 async def _read_params(
@@ -162,6 +169,8 @@ def _work(engine: Engine, job: _Job, deadline: float) -> _Output:
     out, alpha = apply_layout([result.image, result.alpha], result.foreground, [fill, 0],
                               job.layout)
     box = result.foreground if job.layout.is_identity else foreground_box(alpha)
+    if job.background is not None and out.mode == "RGBA":
+        out = _over_background(engine, out, job.background)
     if job.zip:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
@@ -170,13 +179,24 @@ def _work(engine: Engine, job: _Job, deadline: float) -> _Output:
             archive.writestr("alpha.png", imageio.encode(alpha, "png"))
         body, media_type = buf.getvalue(), "application/zip"
     else:
-        fmt = job.options.format
+        fmt = job.encode_format or job.options.format
         body = imageio.encode(out, fmt, icc_profile=None if job.options.only_mask else icc,
                               quality=job.options.quality)
         media_type = imageio.MEDIA_TYPES[fmt]
     timings = {"decode": decode_ms, **result.timings_ms,
                "encode": (time.perf_counter() - started) * 1e3}
-    return _Output(body, media_type, out.width, out.height, box, timings, result.model)
+    return _Output(body, media_type, out.width, out.height, box, timings, result.model,
+                   decoded.format)
+
+
+def _over_background(engine: Engine, cutout: Image.Image, data: bytes) -> Image.Image:
+    """``cutout`` (RGBA) over the image ``data``, scaled to cover and centred: an RGB image."""
+    decoded = engine.decode(data)
+    color, _icc = imageio.cmyk_to_rgb(decoded.image, decoded.icc_profile)
+    bg = ImageOps.fit(imageio.to_color(color).convert("RGB"), cutout.size,
+                      Image.Resampling.LANCZOS).convert("RGBA")
+    bg.alpha_composite(cutout)
+    return bg.convert("RGB")
 
 
 @router.post(
@@ -201,6 +221,8 @@ async def removebg(request: Request) -> Response:
     from .app import service_of
 
     service = service_of(request)
+    ctx = context_of(request)
+    deadline = time.monotonic() + service.settings.request_timeout_s
     max_bytes = service.engine.limits.max_bytes
     values, upload = await _read_params(request, max_bytes)
     given = [n for n in ("image_file", "image_file_b64", "image_url")
@@ -210,11 +232,9 @@ async def removebg(request: Request) -> Response:
                                "image_file_b64 or image_url")
     if len(given) > 1:
         raise InvalidParameter(given[1], f"send only one of {', '.join(given)}")
-    if given[0] == "image_url":
-        state = "is not available in this version" if service.settings.url_fetch_enabled \
-            else "is off on this service (CLEANCUT_URL_FETCH_ENABLED)"
-        raise InvalidParameter("image_url", f"image_url is not accepted: URL fetching {state}; "
-                               "send the image as image_file or image_file_b64")
+    for name in ("image_url", "bg_image_url"):
+        if values.get(name):
+            check_enabled(service.settings, name)
     for name in _UNSUPPORTED:
         if values.get(name):
             raise InvalidParameter(name, f"{name} is not supported; use bg_color")
@@ -233,19 +253,35 @@ async def removebg(request: Request) -> Response:
         raise InvalidParameter("channels", "channels must be rgba or alpha")
     only_mask = channels == "alpha"
     bgcolor = _bg_color(values.get("bg_color"))
+    bg_url = None if only_mask else values.get("bg_image_url")
+    if bg_url and bgcolor:
+        raise InvalidParameter("bg_image_url", "send only one of bg_color and bg_image_url")
     if fmt == "auto":
-        fmt = "jpeg" if bgcolor and not only_mask else "png"
-    elif fmt == "jpg" and not only_mask and bgcolor is None:
+        fmt = "jpeg" if (bgcolor or bg_url) and not only_mask else "png"
+    elif fmt == "jpg" and not only_mask and bgcolor is None and not bg_url:
         bgcolor = "white"  # JPEG has no transparency: remove.bg puts the subject on white
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    # Over a background image the engine makes the transparent cutout; _work encodes the result.
     options = Options.create(only_mask=only_mask, bgcolor=bgcolor,
-                             format="png" if fmt == "zip" else fmt)
+                             format="png" if fmt == "zip" or bg_url else fmt)
     layout = parse_layout(parse_bool("crop", values.get("crop")), values.get("crop_margin"),
                           values.get("scale"), values.get("position"))
-    payload: bytes | str = await read_upload(upload, max_bytes) if upload is not None \
-        else values["image_file_b64"]
-    job = _Job(payload, options, model, max_pixels, layout, fmt == "zip")
-    out = await service.process(lambda deadline: _work(service.engine, job, deadline))
+    payload: bytes | str
+    if upload is not None:
+        payload = await read_upload(upload, max_bytes)
+    elif given[0] == "image_url":
+        payload = await fetch_url(service.settings, values["image_url"], "image_url", deadline)
+    else:
+        payload = values["image_file_b64"]
+    background = await fetch_url(service.settings, bg_url, "bg_image_url", deadline) \
+        if bg_url else None
+    job = _Job(payload, options, model, max_pixels, layout, fmt == "zip", background,
+               None if fmt == "zip" else cast(OutputFormat, fmt))
+    out = await service.process(lambda end: _work(service.engine, job, end),
+                                ctx=ctx, deadline=deadline)
     service.metrics.observe_stages(out.model, out.timings_ms)
+    ctx.record(image_format=out.source_format, width=out.width, height=out.height,
+               timings_ms=out.timings_ms)
     headers = {"X-Width": str(out.width), "X-Height": str(out.height), "X-Type": kind,
                "X-Model": out.model, "X-Credits-Charged": "0"}
     fg: dict[str, int] = {}

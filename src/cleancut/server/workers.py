@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from ..engine.session import RunControl, controlled_by
 from ..errors import Overloaded, ProcessingTimeout
 from .metrics import Metrics
 
@@ -61,21 +62,31 @@ class WorkerPool:
             self._admitted -= 1
             self._publish()
 
-    async def run(self, fn: Callable[[], T], *, deadline: float, timeout_s: float) -> T:
+    async def run(self, fn: Callable[[], T], *, deadline: float, timeout_s: float,
+                  on_start: Callable[[float], None] | None = None) -> T:
         """Run ``fn`` on a worker; raise Overloaded at once when full, ProcessingTimeout at the
-        deadline (``timeout_s`` is only quoted in the message)."""
+        deadline (``timeout_s`` is only quoted in the message). At the deadline the job is
+        abandoned: it never starts if still queued, and its running inference is terminated.
+        ``on_start(queue_wait_s)`` is called on the worker when the job starts."""
         self._admit()
         submitted = time.monotonic()
+        control = RunControl()  # stops a running inference when the waiter gives up
+        started = False
 
         def job() -> T:
+            nonlocal started
+            started = True
             with self._lock:
                 self._running += 1
                 self._publish()
             try:
                 self._metrics.queue_wait.observe(time.monotonic() - submitted)
-                if time.monotonic() > deadline:
+                if on_start is not None:
+                    on_start(time.monotonic() - submitted)
+                if time.monotonic() > deadline or control.terminated:
                     raise ProcessingTimeout(_timeout_detail(timeout_s, "waiting for a worker"))
-                return fn()
+                with controlled_by(control):
+                    return fn()
             finally:
                 with self._lock:
                     self._running -= 1
@@ -94,7 +105,18 @@ class WorkerPool:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout=remaining)
         except TimeoutError:
+            self._abandon(future, control, started)
             raise ProcessingTimeout(_timeout_detail(timeout_s, "processing")) from None
+        except asyncio.CancelledError:  # the client went away: its image is not wanted either
+            self._abandon(future, control, started)
+            raise
+
+    def _abandon(self, future: Future[object], control: RunControl, started: bool) -> None:
+        """Give up a job: a queued one never starts, a running one's inference is terminated
+        (the engine also stops at its next stage boundary, past the deadline)."""
+        control.terminate()
+        if not future.done():
+            self._metrics.abandoned.labels(where="running" if started else "queued").inc()
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -23,6 +23,68 @@
 
   const EXTENSIONS = { "image/png": "png", "image/webp": "webp", "image/jpeg": "jpg" };
 
+  // --- API keys: asked for on the first 401, kept in sessionStorage (this tab only) ---------
+  const KEY_NAME = "cleancut.apiKey";
+  const keyForm = $("key-form");
+  const keyInput = $("api-key");
+  const keyMessage = $("key-message");
+  let keyWanted = null; // the pending request for a key, shared by every call that got a 401
+
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_NAME);
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function askForKey(rejected) {
+    if (!keyWanted) {
+      keyWanted = new Promise((resolve) => {
+        keyMessage.textContent = rejected
+          ? "That API key was not accepted. Enter a valid key."
+          : "This server asks for an API key. It is kept in this tab only, until you close it.";
+        keyMessage.classList.toggle("rejected", rejected);
+        keyInput.value = "";
+        keyForm.hidden = false;
+        keyInput.focus();
+        const submitted = (event) => {
+          event.preventDefault();
+          const key = keyInput.value.trim();
+          if (!key) {
+            keyInput.focus();
+            return;
+          }
+          try {
+            sessionStorage.setItem(KEY_NAME, key);
+          } catch (err) {
+            // storage refused (private mode): the key cannot be kept; it is asked for again
+          }
+          keyForm.removeEventListener("submit", submitted);
+          keyForm.hidden = true;
+          keyInput.value = "";
+          keyWanted = null;
+          resolve(key);
+        };
+        keyForm.addEventListener("submit", submitted);
+      });
+    }
+    return keyWanted;
+  }
+
+  // fetch() for the API: sends the key when there is one; on 401 forgets it and asks again.
+  async function api(path, init) {
+    let key = storedKey();
+    for (;;) {
+      const headers = new Headers((init && init.headers) || {});
+      if (key) headers.set("X-API-Key", key);
+      const response = await fetch(path, Object.assign({}, init, { headers: headers }));
+      if (response.status !== 401) return response;
+      if (key && storedKey() === key) sessionStorage.removeItem(KEY_NAME);
+      key = (await askForKey(Boolean(key))) || storedKey();
+    }
+  }
+
   function megabytes(bytes) {
     return (bytes / 1e6).toLocaleString(undefined, { maximumFractionDigits: 1 }) + " MB";
   }
@@ -82,7 +144,7 @@
   async function loadModels() {
     const select = $("model");
     try {
-      const response = await fetch("/api/models");
+      const response = await api("/api/models");
       const body = await response.json();
       select.textContent = "";
       for (const model of body.models) {
@@ -104,7 +166,7 @@
 
   async function loadLimits() {
     try {
-      const response = await fetch("/api/limits");
+      const response = await api("/api/limits");
       if (response.ok) limits = await response.json();
     } catch (err) {
       limits = null;
@@ -141,7 +203,7 @@
     if (useBg.checked) data.append("bgcolor", bgcolor.value);
     setBusy(true);
     try {
-      const response = await fetch("/api/remove", { method: "POST", body: data });
+      const response = await api("/api/remove", { method: "POST", body: data });
       if (!response.ok) {
         let code = "", detail = "";
         try {
