@@ -319,6 +319,25 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_quantize(args: argparse.Namespace) -> int:
+    from .models.quantize import run_command
+
+    run_command(_engine(args), args)
+    return 0
+
+
+# --- eval: quality on a labelled set --------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import run_command
+
+    engine = _engine(args)
+    names = [n.strip() for m in args.model or [] for n in m.split(",") if n.strip()]
+    run_command(
+        engine, Path(args.dataset), names or [engine.settings.default_model], args.limit, args.json
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cleancut", description="Offline background removal (U²-Net family).")
     parser.add_argument("--version", action="version", version="cleancut 0.1.0")
@@ -385,6 +404,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("list", help="catalog and installed models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_list)
+    p = msub.add_parser("quantize", help="build NAME-int8 (static INT8), keep it only if it pays")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--calibration", metavar="DIR", help="photos to calibrate on (required)")
+    p.add_argument("--exclude", action="append", metavar="NODE", help="keep NODE in fp32; repeat")
+    p.add_argument(
+        "--no-default-excludes", action="store_true", help="drop the built-in fp32 nodes"
+    )
+    p.add_argument("--eval", metavar="DATASET_DIR", help="score fp32 and int8 (quality gate)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
+    p.add_argument("--runs", type=int, default=20, help="timed runs of each model (default 20)")
+    p.add_argument("--force", action="store_true", help="install even when a gate fails")
+    p.add_argument("--json", metavar="OUT", help="write what was measured as JSON")
+    p.set_defaults(func=cmd_models_quantize)
+
+    p = sub.add_parser("eval", help="score models on DATASET_DIR (images/ + masks/)")
+    p.add_argument("dataset", metavar="DATASET_DIR")
+    p.add_argument(
+        "-m", "--model", action="append", metavar="NAME", help="model(s), repeatable or a,b"
+    )
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON ('-': stdout)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs by name")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -144,7 +144,14 @@ class ModelStore:
         return InstalledModel(spec, path, sha)
 
     # --- installing ---------------------------------------------------------------------------
-    def install_file(self, spec: ModelSpec, source: BinaryIO, *, origin: str) -> InstalledModel:
+    def install_file(
+        self,
+        spec: ModelSpec,
+        source: BinaryIO,
+        *,
+        origin: str,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> InstalledModel:
         """Copy ``source`` into the store, checking it against the catalog on the way.
 
         The bytes go to a temporary file beside the target; only a verified file is renamed into
@@ -181,6 +188,7 @@ class ModelStore:
             "source": origin,
             "custom": spec.custom,
         }
+        meta.update(extra_meta or {})  # e.g. a derived model's parent and recipe
         if spec.custom:
             meta["spec"] = {k: v for k, v in asdict(spec).items() if k not in {"carrier", "extra"}}
         atomic_write_bytes(

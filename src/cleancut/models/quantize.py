@@ -1,0 +1,464 @@
+"""INT8 variants of installed models: static QDQ quantisation, measured and gated before install.
+
+The recipe is the one that worked on these machines (docs/models.md, "INT8 variants"):
+``quant_pre_process`` (shape inference and basic optimisation; needs sympy), opset 13 through
+``onnx.version_converter``, then ``quantize_static`` in QDQ format, per channel, QUInt8 activations
+and QInt8 weights, MinMax calibration fed a few images at a time (``CalibStridedMinMax``).
+Calibration images go through the engine's own decode and ``preprocess``, so the ranges seen are
+the ones the model meets in use. Dynamic quantisation is not offered: its ConvInteger kernels run
+6-8× slower than fp32 on the CPUs we measured.
+
+A candidate is kept only when it passes the gates of issue 5: at least 1.7× faster than its
+parent on the floor (ONNX Runtime alone, fp32 and int8 runs interleaved, medians), and, when an
+evaluation set is given, at most 0.005 lower max Fβ and at most 0.003 higher MAE. Otherwise it is
+deleted and :class:`QuantizeRejected` is raised (``force`` installs it anyway).
+
+The result is installed like a custom model: ``NAME-int8.onnx`` with ``NAME-int8.json`` holding its
+sha256 (checked by ``ModelStore.resolve`` on every load), its parent and the parent's sha256, the
+input size / mean / std copied from the parent, and how it was made and measured.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InvalidParameter, ModelError
+from .store import InstalledModel, hash_file
+
+if TYPE_CHECKING:
+    from ..engine import Engine, Session
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "SPEED_GATE",
+    "MAX_F_LOSS_GATE",
+    "MAE_GAIN_GATE",
+    "QuantizeDependencyMissing",
+    "QuantizeRejected",
+    "QuantizeReport",
+    "quantize",
+]
+
+SUFFIX = "-int8"
+SPEED_GATE = 1.7  # int8 must be at least this many times faster than fp32 on the floor
+MAX_F_LOSS_GATE = 0.005  # and lose at most this much max Fβ on the evaluation set
+MAE_GAIN_GATE = 0.003  # and add at most this much MAE
+METHOD = "static QDQ, per-channel, QUInt8 activations / QInt8 weights, MinMax, opset 13"
+
+# Nodes kept in fp32 by default. u2netp's decoder conv Conv_787 has BN-folded biases up to ~1361
+# that int8 rounding destroys (maxF 0.94 → 0.88); its producer Concat_786 must stay fp32 too, or a
+# graph optimisation re-quantises the conv's input.
+DEFAULT_EXCLUDES: dict[str, tuple[str, ...]] = {"u2netp": ("Conv_787", "Concat_786")}
+
+CALIBRATION_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class QuantizeDependencyMissing(ModelError):
+    code = "quantize_dependency_missing"
+    title = "Quantisation needs extra packages"
+
+
+class QuantizeRejected(ModelError):
+    """A candidate failed a gate and was deleted; ``report`` has what was measured."""
+
+    code = "quantize_rejected"
+    title = "Quantised model rejected"
+
+    def __init__(self, detail: str, report: QuantizeReport) -> None:
+        super().__init__(detail)
+        self.report = report
+
+
+@dataclass
+class QuantizeReport:
+    name: str  # the derived model, e.g. u2netp-int8
+    parent: str
+    parent_sha256: str
+    calibration_images: int
+    nodes_excluded: list[str]
+    threads: int
+    fp32_ms: float = 0.0
+    int8_ms: float = 0.0
+    runs: int = 0
+    fp32_size: int = 0
+    int8_size: int = 0
+    quality: dict[str, Any] | None = None  # fp32 / int8 summaries and deltas, when evaluated
+    failures: list[str] = field(default_factory=list)
+    forced: bool = False
+    installed: InstalledModel | None = None
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_ms / self.int8_ms if self.int8_ms > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "derived_from": self.parent,
+            "parent_sha256": self.parent_sha256,
+            "method": METHOD,
+            "calibration_images": self.calibration_images,
+            "nodes_excluded": self.nodes_excluded,
+            "floor": {
+                "threads": self.threads or "onnxruntime default",
+                "runs": self.runs,
+                "fp32_ms": round(self.fp32_ms, 2),
+                "int8_ms": round(self.int8_ms, 2),
+                "speedup": round(self.speedup, 3),
+                "gate": SPEED_GATE,
+            },
+            "size_bytes": {"fp32": self.fp32_size, "int8": self.int8_size},
+            "quality": self.quality,
+            "gates_failed": self.failures,
+            "forced": self.forced,
+            "installed": str(self.installed.path) if self.installed else None,
+            "sha256": self.installed.sha256 if self.installed else None,
+        }
+
+
+def _deps() -> tuple[Any, Any]:
+    """Import onnx and the quantisation tools lazily, with an install hint when missing."""
+    try:
+        import onnx
+        import onnx.version_converter
+        import sympy  # noqa: F401  (quant_pre_process needs it for symbolic shape inference)
+        from onnxruntime import quantization
+        from onnxruntime.quantization import shape_inference  # noqa: F401
+    except ImportError as exc:
+        raise QuantizeDependencyMissing(
+            f"quantisation needs the packages onnx and sympy ({exc}); install them with: "
+            "pip install 'cleancut[quantize]'  (or: pip install onnx sympy)"
+        ) from None
+    return onnx, quantization
+
+
+# --- calibration ------------------------------------------------------------------------------
+def calibration_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise InvalidParameter("calibration", f"{folder} is not a folder of images")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in CALIBRATION_SUFFIXES and not p.name.startswith(".")
+    )
+    if not files:
+        raise InvalidParameter("calibration", f"{folder} holds no images (JPEG, PNG, WebP, ...)")
+    return files
+
+
+def prepare_inputs(engine: Engine, files: Sequence[Path], session: Session) -> list[np.ndarray]:
+    """Each file through the engine's decode and preprocess: 1×3×H×W float32 batches."""
+    from ..engine import imageio
+    from ..engine.pipeline import preprocess
+
+    batches = []
+    for path in files:
+        decoded = engine.decode(path.read_bytes())
+        color, _icc = imageio.cmyk_to_rgb(decoded.image, decoded.icc_profile)
+        color = imageio.to_color(color)
+        batches.append(preprocess(color.convert("RGB"), session.spec))
+    return batches
+
+
+def _reader(quantization: Any, input_name: str, batches: list[np.ndarray]) -> Any:
+    class _Reader(quantization.CalibrationDataReader):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            self._it: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._it, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self) -> None:
+            self._it = iter(batches)
+
+        # CalibStridedMinMax feeds the calibrator a slice at a time
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(batches[start_index:end_index])
+
+    return _Reader()
+
+
+# --- building ---------------------------------------------------------------------------------
+def build(
+    parent: InstalledModel,
+    batches: list[np.ndarray],
+    out: Path,
+    exclude: Sequence[str],
+    workdir: Path,
+) -> None:
+    """Quantise ``parent`` into ``out`` (the recipe in the module docstring)."""
+    onnx, quantization = _deps()
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre, op13 = workdir / "pre.onnx", workdir / "op13.onnx"
+    quant_pre_process(str(parent.path), str(pre))
+    model = onnx.load(str(pre))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset < 13:  # per-channel DequantizeLinear needs opset 13 (its axis attribute)
+        model = onnx.version_converter.convert_version(model, 13)
+    names = {node.name for node in model.graph.node}
+    unknown = [n for n in exclude if n not in names]
+    if unknown:
+        raise InvalidParameter(
+            "exclude",
+            f"{parent.spec.name} has no node named {', '.join(unknown)} "
+            f"(after pre-processing it has {len(names)} nodes, e.g. "
+            f"{', '.join(sorted(names)[:3])})",
+        )
+    input_name = model.graph.input[0].name
+    # a few images at a time keeps calibration memory flat; the stride must divide the count
+    stride = next(d for d in (4, 3, 2, 1) if len(batches) % d == 0)
+    onnx.save(model, str(op13))
+    del model
+    quantization.quantize_static(
+        model_input=str(op13),
+        model_output=str(out),
+        calibration_data_reader=_reader(quantization, input_name, batches),
+        quant_format=quantization.QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        calibrate_method=quantization.CalibrationMethod.MinMax,
+        nodes_to_exclude=list(exclude),
+        extra_options={"CalibStridedMinMax": stride},
+    )
+
+
+# --- measuring --------------------------------------------------------------------------------
+def floor_ms(
+    fp32: Session, int8: Session, batch: np.ndarray, runs: int, warmup: int = 3
+) -> tuple[float, float]:
+    """Median milliseconds of each session on ``batch``, runs interleaved so load hits both."""
+    for _ in range(warmup):
+        fp32.run(batch)
+        int8.run(batch)
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(runs):
+        order = ((fp32, a), (int8, b)) if i % 2 == 0 else ((int8, b), (fp32, a))
+        for session, times in order:
+            started = time.perf_counter()
+            session.run(batch)
+            times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(a), statistics.median(b)
+
+
+def _quality(
+    engine: Engine,
+    fp32: Session,
+    int8: Session,
+    pairs: list[tuple[Path, Path]],
+    on_each: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    from ..evaluate import evaluate
+
+    base = evaluate(engine, fp32, pairs, on_each=on_each).summary()
+    cand = evaluate(engine, int8, pairs, on_each=on_each).summary()
+    return {
+        "count": base["count"],
+        "fp32": base,
+        "int8": cand,
+        "max_f_loss": base["max_f"] - cand["max_f"],
+        "mae_gain": cand["mae"] - base["mae"],
+        "gates": {"max_f_loss": MAX_F_LOSS_GATE, "mae_gain": MAE_GAIN_GATE},
+    }
+
+
+# --- build, measure, gate, install -----------------------------------------------------------
+def quantize(
+    engine: Engine,
+    name: str,
+    calibration: Path,
+    *,
+    exclude: Sequence[str] = (),
+    default_excludes: bool = True,
+    eval_pairs: list[tuple[Path, Path]] | None = None,
+    runs: int = 20,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+    on_eval_image: Callable[[str], None] | None = None,
+) -> QuantizeReport:
+    """Build, measure, gate and install ``NAME-int8`` from the verified ``NAME``."""
+    from ..engine import Session
+
+    _deps()
+    store = engine.store
+    if store.metadata(name).get("derived_from"):
+        raise InvalidParameter("name", f"{name!r} is already a derived model; quantise its parent")
+    parent = store.resolve(name)  # verified fp32 bytes, or the store's clear error
+    target = f"{name}{SUFFIX}"
+    files = calibration_files(calibration)
+    if eval_pairs:
+        used = {p.resolve() for p in files}
+        overlap = [img for img, _mask in eval_pairs if img.resolve() in used]
+        if overlap:
+            raise InvalidParameter(
+                "calibration",
+                f"calibration images include {len(overlap)} of the evaluation set "
+                f"(e.g. {overlap[0].name}); calibrate on other photos",
+            )
+    defaults = DEFAULT_EXCLUDES.get(name, ()) if default_excludes else ()
+    excluded = list(dict.fromkeys([*defaults, *exclude]))
+    settings = engine.settings
+    fp32 = engine.session(name)
+    report = QuantizeReport(
+        name=target,
+        parent=name,
+        parent_sha256=parent.sha256,
+        calibration_images=len(files),
+        nodes_excluded=excluded,
+        threads=settings.intra_op_threads,
+        fp32_size=parent.path.stat().st_size,
+        forced=force,
+    )
+    batches = prepare_inputs(engine, files, fp32)
+    with tempfile.TemporaryDirectory(prefix="cleancut-quantize-") as tmp:
+        out = Path(tmp) / f"{target}.onnx"
+        keep = f", keeping {', '.join(excluded)} in fp32" if excluded else ""
+        log(f"quantising {name} on {len(files)} calibration images{keep}")
+        started = time.perf_counter()
+        build(parent, batches, out, excluded, Path(tmp))
+        log(f"built {target} in {time.perf_counter() - started:.0f} s")
+        sha, _md5, size = hash_file(out)
+        report.int8_size = size
+        spec = replace(
+            store.custom_spec(target, sha, size, input_size=parent.spec.input_size),
+            mean=parent.spec.mean,
+            std=parent.spec.std,
+            clip_output=parent.spec.clip_output,
+            licence=parent.spec.licence,
+            description=f"{name} quantised to INT8 ({METHOD})",
+            sources=(f"derived: {name}",),
+        )
+        int8 = Session(
+            InstalledModel(spec, out, sha),
+            providers=tuple(settings.providers),
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+        )
+        log(f"timing fp32 and int8 on the floor, interleaved, {runs} runs each")
+        report.runs = runs
+        report.fp32_ms, report.int8_ms = floor_ms(fp32, int8, batches[0], runs)
+        if report.speedup < SPEED_GATE:
+            report.failures.append(
+                f"speed-up {report.speedup:.2f}× is below the {SPEED_GATE}× gate "
+                f"({report.fp32_ms:.1f} → {report.int8_ms:.1f} ms)"
+            )
+        if eval_pairs:
+            log(f"scoring fp32 and int8 on {len(eval_pairs)} evaluation images")
+            report.quality = q = _quality(engine, fp32, int8, eval_pairs, on_eval_image)
+            if q["max_f_loss"] > MAX_F_LOSS_GATE:
+                report.failures.append(
+                    f"max Fβ drops by {q['max_f_loss']:.4f} (gate {MAX_F_LOSS_GATE})"
+                )
+            if q["mae_gain"] > MAE_GAIN_GATE:
+                report.failures.append(f"MAE rises by {q['mae_gain']:.4f} (gate {MAE_GAIN_GATE})")
+        if report.failures and not force:  # the candidate goes with the temporary folder
+            raise QuantizeRejected(
+                f"{target} not installed: {'; '.join(report.failures)} "
+                "(--force installs it anyway)",
+                report,
+            )
+        recipe = report.to_dict()
+        for key in ("installed", "sha256", "name", "derived_from", "parent_sha256"):
+            recipe.pop(key)
+        meta = {"derived_from": name, "parent_sha256": parent.sha256, "quantization": recipe}
+        with open(out, "rb") as fh:
+            report.installed = store.install_file(
+                spec, fh, origin=f"derived: {name} (int8, static QDQ)", extra_meta=meta
+            )
+    return report
+
+
+# --- the command ------------------------------------------------------------------------------
+def _print(r: QuantizeReport) -> None:
+    print(
+        f"{r.name}: floor {r.fp32_ms:.1f} → {r.int8_ms:.1f} ms (median of {r.runs}, interleaved, "
+        f"threads {r.threads or 'default'}), {r.speedup:.2f}× faster (gate ≥ {SPEED_GATE}×); "
+        f"{r.fp32_size / 1e6:.1f} → {r.int8_size / 1e6:.1f} MB"
+    )
+    if r.quality:
+        q, a, b = r.quality, r.quality["fp32"], r.quality["int8"]
+        print(
+            f"{r.name}: on {q['count']} images max Fβ {a['max_f']:.4f} → {b['max_f']:.4f} "
+            f"({-q['max_f_loss']:+.4f}, gate ≥ −{MAX_F_LOSS_GATE}), MAE {a['mae']:.4f} → "
+            f"{b['mae']:.4f} ({q['mae_gain']:+.4f}, gate ≤ +{MAE_GAIN_GATE}), IoU {a['iou']:.4f} → "
+            f"{b['iou']:.4f}, S-measure {a['s_measure']:.4f} → {b['s_measure']:.4f}"
+        )
+    else:
+        print(f"{r.name}: quality not checked (give --eval DIR to score it)")
+    if r.installed:
+        forced = " despite failed gates (--force)" if r.failures else ""
+        print(f"{r.name}: installed at {r.installed.path}{forced} (sha256 {r.installed.sha256})")
+
+
+def run_command(engine: Engine, args: Any) -> QuantizeReport:
+    """``cleancut models quantize`` (``args`` from the CLI's parser): print what was measured."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    if not args.calibration:
+        raise InvalidParameter(
+            "calibration",
+            "give --calibration DIR: a folder of photos like the ones you will process, and not "
+            "your evaluation set (a handful is enough; the test suite uses the 8 photos in "
+            "tests/fixtures/golden/inputs)",
+        )
+    if args.runs < 3:
+        raise InvalidParameter("runs", "--runs must be at least 3")
+    pairs = None
+    if args.eval:
+        from ..evaluate import dataset_pairs
+
+        pairs, _unmatched = dataset_pairs(Path(args.eval), args.limit)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("scoring fp32, then int8", total=2 * len(pairs or ()), visible=False)
+    try:
+        with bar:
+            report = quantize(
+                engine,
+                args.name,
+                Path(args.calibration),
+                exclude=args.exclude or (),
+                default_excludes=not args.no_default_excludes,
+                eval_pairs=pairs,
+                runs=args.runs,
+                force=args.force,
+                log=lambda msg: bar.console.print(f"cleancut: {msg}"),
+                on_eval_image=lambda _n: bar.update(task, visible=True, advance=1),
+            )
+    except QuantizeRejected as exc:
+        _finish(exc.report, args.json)
+        raise
+    _finish(report, args.json)
+    return report
+
+
+def _finish(report: QuantizeReport, json_out: str | None) -> None:
+    import json
+    import sys
+
+    _print(report)
+    if json_out:
+        from .._fs import atomic_write_bytes
+
+        atomic_write_bytes(Path(json_out), json.dumps(report.to_dict(), indent=2).encode())
+    sys.stdout.flush()
