@@ -221,7 +221,7 @@ def encode(
     *,
     icc_profile: bytes | None = None,
     quality: int | None = None,
-    png_compress_level: int = 3,
+    png_compress_level: int = 1,  # zlib level 1: ~2.5x faster than 3, ~10% larger files
 ) -> bytes:
     """Encode a result. JPEG is refused where the result has transparency."""
     icc = icc_profile if _icc_space(icc_profile) in _ICC_FOR_MODE.get(im.mode, ()) else None
