@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=default_model_dir)  # where verified weights live
     default_model: str = "u2net"  # model used when a request names none
     providers: CsvList = ["CPUExecutionProvider"]  # ONNX Runtime execution providers, in order
-    intra_op_threads: int = Field(0, ge=0, le=256)  # threads inside one inference; 0 = ORT's choice
+    # threads inside one inference; 0 = every core. Inferences run side by side only as far as
+    # they fit on the cores (cores // threads at once; one at a time by default).
+    intra_op_threads: int = Field(0, ge=0, le=256)
     inter_op_threads: int = Field(1, ge=0, le=256)  # threads across graph branches; 0 = ORT's
 
     # --- limits on input ----------------------------------------------------------------------
@@ -66,7 +68,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # address the service binds to
     port: int = Field(5000, ge=0, le=65535)  # TCP port of the service
     models: CsvList = ["u2net", "u2netp"]  # models loaded and warmed at start-up
-    workers: int = Field(0, ge=0, le=256)  # concurrent inferences; 0 = one per CPU core
+    workers: int = Field(0, ge=0, le=256)  # requests processed at once; 0 = one per CPU core
     queue_size: int = Field(0, ge=0, le=10_000)  # requests allowed to wait; 0 = 4 × workers
     request_timeout_s: float = Field(30.0, gt=0, le=3600)  # deadline per request, wait included
     body_timeout_s: float = Field(30.0, gt=0, le=3600)  # time for a request body to arrive; 408

@@ -230,6 +230,8 @@ def encode(
     if icc:
         params["icc_profile"] = icc
     if fmt == "png":
+        if im.mode in ("RGB", "RGBA"):
+            return _fast_png(im, icc)
         im.save(buf, format="PNG", compress_level=png_compress_level, **params)
     elif fmt == "webp":
         if quality is None:
@@ -250,6 +252,25 @@ def encode(
     else:  # pragma: no cover - Options validates the format
         raise InvalidParameter("format", f"format {fmt!r} is not one of png, webp, jpeg")
     return buf.getvalue()
+
+
+def _fast_png(im: Image.Image, icc: bytes | None) -> bytes:
+    """RGB/RGBA through fpng: ~5x faster than zlib level 1 on photos, files ~10% larger.
+
+    fpng writes no colour profile, so an ``iCCP`` chunk is added right after ``IHDR``, the place
+    the PNG specification requires for it.
+    """
+    import fpng  # imported here: it registers a Pillow save plugin when imported
+
+    channels = 4 if im.mode == "RGBA" else 3
+    png = fpng.from_bytes(im.tobytes(), im.width, im.height, channels)
+    if not icc:
+        return png
+    body = b"ICC profile\0\0" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    ihdr_end = 8 + 8 + 13 + 4  # signature, then IHDR's length and type, data and CRC
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
 
 
 _ICC_FOR_MODE: dict[str, tuple[str, ...]] = {"RGB": ("RGB",), "RGBA": ("RGB",), "L": ("GRAY",)}

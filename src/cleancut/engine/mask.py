@@ -168,7 +168,7 @@ def compose(
         # exactly the reference's composite: every channel scaled by the mask over transparent black
         out = Image.composite(color, Image.new("RGBA", color.size, 0), mask)
     else:
-        out = color.convert("RGB")
+        out = color.copy() if color.mode == "RGBA" else color.convert("RGBA")
         out.putalpha(apply_source_alpha(mask, color))
     if options.bgcolor is not None:
         out = _on_background(out, options.bgcolor)

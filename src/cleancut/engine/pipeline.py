@@ -21,6 +21,7 @@ from . import imageio
 from .imageio import Decoded, Limits
 from .mask import alpha_matting, apply_source_alpha, compose, foreground_box, post_process
 from .options import Options, OutputFormat
+from .resample import lanczos
 from .session import Session, SessionCache
 
 __all__ = ["Engine", "Result", "preprocess", "to_mask", "STAGES"]
@@ -34,7 +35,7 @@ _SESSIONS = SessionCache()
 
 def preprocess(rgb: Image.Image, spec: ModelSpec) -> np.ndarray:
     """LANCZOS to the model's input size, divide by the max, normalise; 1×3×H×W float32."""
-    small = rgb.resize(spec.input_size, Image.Resampling.LANCZOS)
+    small = lanczos(rgb, spec.input_size)
     arr = np.asarray(small, dtype=np.float32)
     arr = arr / max(float(arr.max()), 1e-6)
     arr = (arr - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
@@ -52,7 +53,7 @@ def to_mask(raw: np.ndarray, spec: ModelSpec, size: tuple[int, int]) -> Image.Im
     if spec.clip_output:
         pred = np.clip(pred, 0.0, 1.0)
     small = Image.fromarray((pred * 255).astype(np.uint8), "L")
-    return small.resize(size, Image.Resampling.LANCZOS)
+    return lanczos(small, size)
 
 
 @dataclass
@@ -171,7 +172,8 @@ class Engine:
         spec = session.spec
         color, icc = imageio.cmyk_to_rgb(image, icc)
         color = imageio.to_color(color)
-        batch = clock.stage("preprocess", lambda: preprocess(color.convert("RGB"), spec))
+        rgb = color if color.mode == "RGB" else color.convert("RGB")
+        batch = clock.stage("preprocess", lambda: preprocess(rgb, spec))
         raw = clock.stage("inference", lambda: session.run(batch))
 
         def make_mask() -> Image.Image:

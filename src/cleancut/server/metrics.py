@@ -42,7 +42,7 @@ class Metrics:
         self.stage = Histogram(
             "cleancut_stage_duration_seconds",
             "Time spent in each pipeline stage (decode, preprocess, inference, mask, compose, "
-            "encode), by model",
+            "encode), by model; inference includes waiting for a free inference slot",
             ["stage", "model"], buckets=_FAST, registry=r,
         )
         self.rejects = Counter(
