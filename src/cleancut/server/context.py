@@ -94,9 +94,18 @@ class ContextMiddleware:
             self.metrics.in_flight.dec()
             route = _route_of(scope)
             self.metrics.requests.labels(
-                route=route, method=scope.get("method", ""), status=str(status), model=ctx.model
+                route=route, method=_method_of(scope), status=str(status), model=ctx.model
             ).inc()
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+
+
+# Label values come from a fixed set: a client inventing methods must not grow the metrics.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_of(scope: Scope) -> str:
+    method = scope.get("method", "")
+    return method if method in _METHODS else "other"
 
 
 def _route_of(scope: Scope) -> str:
