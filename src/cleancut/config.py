@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     queue_size: int = Field(0, ge=0, le=10_000)  # requests allowed to wait; 0 = 4 × workers
     request_timeout_s: float = Field(30.0, gt=0, le=3600)  # deadline per request, wait included
     body_timeout_s: float = Field(30.0, gt=0, le=3600)  # time for a request body to arrive; 408
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)  # request line + headers; then closed
     keep_alive_timeout_s: int = Field(5, ge=1, le=3600)  # idle keep-alive connection closed after
     max_connections: int = Field(0, ge=0, le=100_000)  # open connections; 0 = workers+queue+64
     max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576)  # request line + headers, bytes

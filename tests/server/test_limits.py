@@ -32,6 +32,7 @@ from tests.server.conftest import Server, start_server, stop_server
 
 MAX_BYTES = 10_000_000  # the default, so a 4000×3000 photo fits
 BODY_TIMEOUT_S = 2
+HEADER_TIMEOUT_S = 2
 PART = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
 
 
@@ -42,7 +43,8 @@ def limits_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     log = tmp_path_factory.mktemp("limits") / "server.log"
     srv = start_server(model_dir, log, models="u2net", default_model="u2net", workers="1",
                        queue_size="1", request_timeout_s="0.3",
-                       body_timeout_s=str(BODY_TIMEOUT_S), max_header_bytes="8192")
+                       body_timeout_s=str(BODY_TIMEOUT_S), max_header_bytes="8192",
+                       header_timeout_s=str(HEADER_TIMEOUT_S))
     yield srv
     stop_server(srv)
 
@@ -154,6 +156,40 @@ def test_a_client_that_trickles_its_body_is_cut_off_with_408(limits_server: Serv
         assert entry["code"] == "request_timeout"
         assert "CLEANCUT_BODY_TIMEOUT_S" in entry["detail"]
     assert limits_server.get("/healthz").status_code == 200
+
+
+def test_a_client_that_trickles_its_headers_is_disconnected(limits_server: Server) -> None:
+    port = _port(limits_server)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+        started = time.monotonic()
+        closed = False
+        for i in range(4 * 30):  # a header byte every quarter second, for at most 30 s
+            try:
+                sock.sendall(b"X-Slow: 1\r\n"[i % 11 : i % 11 + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            readable, _, _ = select.select([sock], [], [], 0.25)
+            if readable:
+                closed = sock.recv(65536) == b""
+                break
+        elapsed = time.monotonic() - started
+    assert closed, "the server kept a connection whose headers never finished"
+    assert HEADER_TIMEOUT_S - 0.5 <= elapsed < HEADER_TIMEOUT_S + 10
+    assert limits_server.get("/healthz").status_code == 200
+
+
+def test_the_header_deadline_restarts_for_each_request_on_a_connection(
+    limits_server: Server,
+) -> None:
+    port = _port(limits_server)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for _ in range(3):  # together longer than the deadline, each well inside it
+            time.sleep(HEADER_TIMEOUT_S * 0.6)
+            sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            status, _, _ = _read_response(sock)
+            assert status == 200
 
 
 def test_a_header_bomb_is_refused_and_the_service_stays_up(limits_server: Server) -> None:

@@ -63,6 +63,7 @@ def run(settings: Settings) -> None:
     from ..errors import CleancutError
     from .accesslog import configure_logging
     from .auth import check_exposure
+    from .protocol import with_header_timeout
 
     _use_tmp_dir(settings)
     configure_logging(settings)
@@ -77,7 +78,9 @@ def run(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        http="h11",  # enforces h11_max_incomplete_event_size; httptools has no header limit
+        # h11 enforces h11_max_incomplete_event_size (httptools has no header limit); the
+        # subclass adds a deadline on the headers' arrival
+        http=with_header_timeout(settings.header_timeout_s),
         log_config=None,  # configure_logging did it
         access_log=False,  # the access log middleware replaces uvicorn's
         server_header=False,
