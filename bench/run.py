@@ -234,10 +234,10 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
                     c8["throughput_rps"] / ref["throughput_rps"])
                 r[f"{model}_service_peak_memory_vs_reference"] = (
                     levels["peak_rss_mb"] / svc["reference"][model]["peak_rss_mb"])
-        c1 = levels.get("1")
-        lib = report["library"].get(model, {}).get("800x600")
-        if c1 and lib:
-            r[f"{model}_service_c1_vs_library"] = c1["p50_ms"] / lib["median_ms"]
+        paired = levels.get("paired_c1")
+        if paired:
+            r[f"{model}_service_c1_vs_library"] = (
+                paired["service"]["median_ms"] / paired["library"]["median_ms"])
     return r
 
 
@@ -297,12 +297,19 @@ def markdown(report: dict[str, Any]) -> str:
         for tool in ("cleancut", "reference"):
             for model, levels in svc.get(tool, {}).items():
                 for c, s in levels.items():
-                    if c == "peak_rss_mb":
+                    if not c.isdigit():
                         continue
                     lines.append(
                         f"| {tool} | {model} | {c} | {s['requests']} | {s['throughput_rps']:.2f} | "
                         f"{s['p50_ms']:.0f} | {s['p95_ms']:.0f} | {s['p99_ms']:.0f} | "
                         f"{s['errors']} | {levels['peak_rss_mb']:.0f} |")
+        for model, levels in svc.get("cleancut", {}).items():
+            paired = levels.get("paired_c1")
+            if paired:
+                lines += ["", f"Concurrency 1, {model}, the library and the service one request "
+                          f"each in turn ({paired['library']['runs']} pairs): library median "
+                          f"{paired['library']['median_ms']:.0f} ms, service median "
+                          f"{paired['service']['median_ms']:.0f} ms."]
     lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for key, value in report["ratios"].items():
         target = _target(key)
@@ -362,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         for model in [m for m in args.service_models.split(",") if m]:
             cmd = [str(Path(sys.executable).parent / "cleancut"), "serve", "--models", model]
             report["service"]["cleancut"][model] = _service(cmd, os.environ.copy(), model,
-                                                            svc_photo, levels, per_level)
+                                                            svc_photo, levels, per_level,
+                                                            paired_runs=runs)
             if with_reference:
                 cmd = [str(reference_python().parent / "rembg"), "s", "--host", "127.0.0.1"]
                 report["service"]["reference"][model] = _service(
@@ -380,12 +388,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _service(cmd: list[str], env: dict[str, str], model: str, data: bytes,
              levels: tuple[int, ...], per_level: int, *, port_flag: str = "--port",
-             ready_path: str = "/readyz") -> dict[str, Any]:
+             ready_path: str = "/readyz", paired_runs: int = 0) -> dict[str, Any]:
     print(f"service {' '.join(cmd[:2])} {model}", file=sys.stderr)
     server = start_server(cmd, env, port_flag=port_flag, ready_path=ready_path)
     try:
         out: dict[str, Any] = {}
         load_test(server.url, data, model, concurrency=1, requests=2)  # warm-up
+        if paired_runs:
+            out["paired_c1"] = _paired_c1(server.url, data, model, paired_runs)
         for c in levels:
             out[str(c)] = load_test(server.url, data, model, concurrency=c,
                                     requests=max(per_level, 2 * c))
@@ -393,6 +403,34 @@ def _service(cmd: list[str], env: dict[str, str], model: str, data: bytes,
         return out
     finally:
         stop_server(server)
+
+
+def _paired_c1(url: str, data: bytes, model: str, runs: int) -> dict[str, Any]:
+    """The library and the service one request each in turn, so that both see the same machine
+    (its speed drifts by 10 % and more over minutes): the fair concurrency-1 comparison."""
+    import requests
+
+    from cleancut.config import load
+    from cleancut.engine import Engine, Options
+
+    engine = Engine(load())
+    options = Options()
+    library_ms: list[float] = []
+    service_ms: list[float] = []
+    with requests.Session() as http:
+        for i in range(runs + 2):
+            started = time.perf_counter()
+            engine.process(data, options, model=model)
+            lib = (time.perf_counter() - started) * 1e3
+            started = time.perf_counter()
+            response = http.post(f"{url}/api/remove", files={"file": ("photo.jpg", data)},
+                                 data={"model": model}, timeout=120)
+            svc = (time.perf_counter() - started) * 1e3
+            response.raise_for_status()
+            if i >= 2:  # the first two warm both up
+                library_ms.append(lib)
+                service_ms.append(svc)
+    return {"library": summary(library_ms), "service": summary(service_ms)}
 
 
 if __name__ == "__main__":

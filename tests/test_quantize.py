@@ -139,7 +139,7 @@ def test_speed_gate_refuses_and_leaves_nothing(
     engine = Engine(Settings(model_dir=tmp_path))
     with pytest.raises(q.QuantizeRejected, match=r"1\.25× is below the 1\.7× gate") as info:
         q.quantize(engine, "u2netp", CALIBRATION, runs=3)
-    assert info.value.report.speedup == pytest.approx(1.25)
+    assert info.value.measured.speedup == pytest.approx(1.25)
     assert not (tmp_path / "u2netp-int8.onnx").exists()
     assert not (tmp_path / "u2netp-int8.json").exists()
     # --force keeps it, and says which gate failed

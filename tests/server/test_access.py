@@ -362,20 +362,6 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from .test_webui import ARGS, CHROMIUM
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing; install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
 def _watched_page(browser: Any) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     context.add_init_script(CSP_WATCH)

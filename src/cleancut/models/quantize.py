@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InvalidParameter, ModelError
+from ..errors import InvalidParameter, QuantizeDependencyMissing, QuantizeRejected
 from .store import InstalledModel, hash_file
 
 if TYPE_CHECKING:
@@ -59,22 +59,6 @@ METHOD = "static QDQ, per-channel, QUInt8 activations / QInt8 weights, MinMax, o
 DEFAULT_EXCLUDES: dict[str, tuple[str, ...]] = {"u2netp": ("Conv_787", "Concat_786")}
 
 CALIBRATION_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-
-class QuantizeDependencyMissing(ModelError):
-    code = "quantize_dependency_missing"
-    title = "Quantisation needs extra packages"
-
-
-class QuantizeRejected(ModelError):
-    """A candidate failed a gate and was deleted; ``report`` has what was measured."""
-
-    code = "quantize_rejected"
-    title = "Quantised model rejected"
-
-    def __init__(self, detail: str, report: QuantizeReport) -> None:
-        super().__init__(detail)
-        self.report = report
 
 
 @dataclass
@@ -446,7 +430,7 @@ def run_command(engine: Engine, args: Any) -> QuantizeReport:
                 on_eval_image=lambda _n: bar.update(task, visible=True, advance=1),
             )
     except QuantizeRejected as exc:
-        _finish(exc.report, args.json)
+        _finish(exc.measured, args.json)
         raise
     _finish(report, args.json)
     return report

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import CleancutError, InputError, NotReady, Overloaded, RateLimited, UnknownModel
+from ..errors import CleancutError, InputError, RetryLater, UnknownModel
 from .context import context_of
 from .security import headers_for
 
@@ -60,7 +60,7 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, UnknownModel):
         entry["field"] = "model"
     headers = None
-    if isinstance(exc, (Overloaded, NotReady, RateLimited)):
+    if isinstance(exc, RetryLater):
         headers = {"Retry-After": str(exc.retry_after_s)}
     elif exc.status == 503:
         headers = {"Retry-After": "30"}
