@@ -147,3 +147,40 @@ def _access_record(record: dict[str, Any]) -> Any:
     entry = logging.LogRecord("cleancut.access", logging.INFO, __file__, 0, "x", None, None)
     entry.access = record
     return entry
+
+
+def test_an_unexpected_failure_is_logged_as_internal_error(
+    model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In process: a route that raises stands for a bug; the client gets the generic 500 and
+    the access line carries the code the client saw."""
+    import asyncio
+
+    from cleancut.config import Settings
+    from cleancut.server import create_app
+
+    app = create_app(Settings(model_dir=model_dir, models=[]))
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/boom", "raw_path": b"/boom", "query_string": b"",
+             "root_path": "", "headers": [], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80), "state": {}}
+    with caplog.at_level("INFO", logger="cleancut.access"), pytest.raises(RuntimeError):
+        asyncio.run(app(scope, receive, send))  # Starlette re-raises after answering
+    assert sent[0]["status"] == 500
+    assert json.loads(sent[1]["body"])["errors"][0]["code"] == "internal_error"
+    records = [r.access for r in caplog.records if hasattr(r, "access")]
+    assert [(r["path"], r["status"], r["error_code"]) for r in records] == [
+        ("/boom", 500, "internal_error")]

@@ -106,7 +106,10 @@ class AccessLogMiddleware:
             "route": _route(scope),
             "path": _cap(str(scope.get("path", ""))),
             "status": status,
-            "error_code": (ctx.error_code or None) if ctx else None,
+            # an unexpected exception is answered by Starlette's outermost layer after this
+            # line is written, so its code is not on the context yet
+            "error_code": (ctx.error_code if ctx and ctx.error_code
+                           else "internal_error" if status == 500 else None),
             "model": (ctx.model or None) if ctx else None,
             "image_format": (ctx.image_format or None) if ctx else None,
             "width": ctx.width if ctx else None,
