@@ -78,16 +78,11 @@ def machine() -> dict[str, Any]:
 # --- the floor ------------------------------------------------------------------------------
 def floor(model_path: Path, runs: int) -> dict[str, Any]:
     """ONNX Runtime alone on a prepared 1×3×320×320 input, for each thread setting."""
-    import onnxruntime as ort
 
     x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
     out: dict[str, Any] = {}
     for threads in sorted({1, os.cpu_count() or 1}):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        sess = _raw_session(model_path, threads)
         name = sess.get_inputs()[0].name
         for _ in range(3):
             sess.run(None, {name: x})
@@ -109,17 +104,22 @@ def floor(model_path: Path, runs: int) -> dict[str, Any]:
     return out
 
 
+def _raw_session(model_path: Path, threads: int) -> Any:
+    """ONNX Runtime alone: the model file, ``threads`` intra-op threads, full graph optimisation."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
 def _concurrent_floor(model_path: Path, x: np.ndarray, cores: int, runs: int) -> float:
     """Throughput of ``cores`` threads running the model at once, one thread each."""
     import threading
 
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    sess = _raw_session(model_path, 1)
     name = sess.get_inputs()[0].name
     per_thread = max(2, runs // cores)
 

@@ -63,11 +63,16 @@ def start_server(model_dir: Path, log: Path, **settings: str) -> Server:
             env=server_env(model_dir, port=str(port), **settings),
             stdout=out, stderr=subprocess.STDOUT,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 180
+    return wait_ready(Server(f"http://127.0.0.1:{port}", process, log))
+
+
+def wait_ready(server: Server, limit_s: float = 180) -> Server:
+    """``server`` once /readyz answers 200; stopped, with its log in the error, otherwise."""
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}:\n{server.log.read_text()}")
         try:
             if requests.get(server.url + "/readyz", timeout=5).status_code == 200:
                 return server
@@ -75,7 +80,7 @@ def start_server(model_dir: Path, log: Path, **settings: str) -> Server:
             pass
         time.sleep(0.2)
     stop_server(server)
-    raise RuntimeError(f"server did not become ready:\n{log.read_text()}")
+    raise RuntimeError(f"server did not become ready:\n{server.log.read_text()}")
 
 
 def stop_server(server: Server) -> None:

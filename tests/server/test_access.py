@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import Server, free_port, server_env, start_server, stop_server
+from .conftest import Server, free_port, server_env, start_server, stop_server, wait_ready
 
 KEYS = {name: f"{name}-0123456789abcdefghij" for name in (
     "envkey", "filekey", "hashkey", "bearer", "compat", "rl_a", "rl_b", "headers", "cors",
@@ -65,19 +64,7 @@ def _start_cli(args: list[str], env: dict[str, str], log: Path, url: str) -> Ser
             [sys.executable, "-c", "import sys; from cleancut.cli import main; "
              "sys.exit(main(sys.argv[1:]))", *args],
             env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(url, process, log)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if requests.get(url + "/readyz", timeout=5).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"server did not become ready:\n{log.read_text()}")
+    return wait_ready(Server(url, process, log))
 
 
 @pytest.fixture(scope="module")
