@@ -1,9 +1,11 @@
 """LANCZOS resizing that uses every core on large images and gives Pillow's exact pixels.
 
-Pillow resizes in two passes, horizontal then vertical, through an 8-bit intermediate, and
-releases the GIL while it does. Each pass is split into strips that do not depend on each
-other (rows for the horizontal pass, columns for the vertical one) and the strips are resized
-on a small thread pool; the result is bit-for-bit what ``Image.resize`` returns.
+Pillow resizes in two passes through an 8-bit intermediate, and releases the GIL while it
+does. The order of the passes changes the pixels: horizontal first, except that Pillow 13
+and later go vertical first when the height loses more than twice as many pixels as the width.
+Each pass is split into strips that do not depend on each other (rows for the horizontal pass,
+columns for the vertical one) and the strips are resized on a small thread pool; the result is
+bit-for-bit what ``Image.resize`` returns.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import PIL
 from PIL import Image
 
 __all__ = ["lanczos"]
@@ -21,6 +24,9 @@ PARALLEL_MIN_PIXELS = 2_000_000
 # Modes resized channel by channel: RGBA/LA are premultiplied by Image.resize, which a split
 # into passes would not reproduce exactly.
 _SPLITTABLE = ("L", "RGB")
+
+# Pillow 13 changed the order of the passes (see _vertical_first)
+_VERTICAL_FIRST_RULE = int(PIL.__version__.split(".")[0]) >= 13
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -47,11 +53,23 @@ def lanczos(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     if not big or im.mode not in _SPLITTABLE or _parts() < 2:
         return im.resize(size, Image.Resampling.LANCZOS)
     out = im
-    if width != im.width:
-        out = _pass(out, (width, out.height), horizontal=True)
-    if height != out.height:
-        out = _pass(out, (width, height), horizontal=False)
+    if _vertical_first(im.size, size):
+        if height != out.height:
+            out = _pass(out, (out.width, height), horizontal=False)
+        if width != out.width:
+            out = _pass(out, (width, height), horizontal=True)
+    else:
+        if width != out.width:
+            out = _pass(out, (width, out.height), horizontal=True)
+        if height != out.height:
+            out = _pass(out, (width, height), horizontal=False)
     return out if out is not im else im.copy()
+
+
+def _vertical_first(src: tuple[int, int], dst: tuple[int, int]) -> bool:
+    """Whether the installed Pillow runs the vertical pass first for this resize."""
+    lost_rows = src[1] - dst[1]
+    return _VERTICAL_FIRST_RULE and lost_rows > 0 and lost_rows > 2 * (src[0] - dst[0])
 
 
 def _pass(im: Image.Image, size: tuple[int, int], *, horizontal: bool) -> Image.Image:
