@@ -138,6 +138,20 @@ def _concurrent_floor(model_path: Path, x: np.ndarray, cores: int, runs: int) ->
 
 
 # --- the library ----------------------------------------------------------------------------
+def floor_beside(model_path: Path, runs: int) -> dict[str, float]:
+    """Images/s the floor allows right now, in both ways of using the cores."""
+    x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    cores = os.cpu_count() or 1
+    sess = _raw_session(model_path, cores)
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: x})
+    started = time.perf_counter()
+    for _ in range(runs):
+        sess.run(None, {name: x})
+    return {"all_cores_rps": runs / (time.perf_counter() - started),
+            "one_per_core_rps": _concurrent_floor(model_path, x, cores, runs)}
+
+
 def library(model: str, photos: dict[str, bytes], runs: int) -> dict[str, Any]:
     from cleancut.config import load
     from cleancut.engine import Engine, Options
@@ -225,8 +239,9 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     for model, levels in svc.get("cleancut", {}).items():
         c8 = levels.get("8")
         if c8:
+            beside = levels.get("floor_beside_top", report["floor"][model])
             r[f"{model}_service_c8_vs_floor_allowed"] = (
-                c8["throughput_rps"] / report["floor"][model]["allowed_rps"])
+                c8["throughput_rps"] / beside["allowed_rps"])
             r[f"{model}_service_c8_p99_over_p50"] = c8["p99_ms"] / c8["p50_ms"]
             ref = svc.get("reference", {}).get(model, {}).get("8")
             if ref:
@@ -304,6 +319,14 @@ def markdown(report: dict[str, Any]) -> str:
                         f"{s['p50_ms']:.0f} | {s['p95_ms']:.0f} | {s['p99_ms']:.0f} | "
                         f"{s['errors']} | {levels['peak_rss_mb']:.0f} |")
         for model, levels in svc.get("cleancut", {}).items():
+            fb = levels.get("floor_beside_top")
+            if fb:
+                b, a = fb["before"], fb["after"]
+                lines += ["", f"The floor beside cleancut's top level, {model}, images/s just "
+                          f"before / just after it: one 1-thread run per core at once "
+                          f"{b['one_per_core_rps']:.2f} / {a['one_per_core_rps']:.2f}, one run "
+                          f"on all cores {b['all_cores_rps']:.2f} / {a['all_cores_rps']:.2f}; "
+                          f"allowed (the better mean) {fb['allowed_rps']:.2f}."]
             paired = levels.get("paired_c1")
             if paired:
                 lines += ["", f"Concurrency 1, {model}, the library and the service one request "
@@ -368,9 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         report["service"] = {"cleancut": {}, "reference": {}}
         for model in [m for m in args.service_models.split(",") if m]:
             cmd = [str(Path(sys.executable).parent / "cleancut"), "serve", "--models", model]
-            report["service"]["cleancut"][model] = _service(cmd, os.environ.copy(), model,
-                                                            svc_photo, levels, per_level,
-                                                            paired_runs=runs)
+            report["service"]["cleancut"][model] = _service(
+                cmd, os.environ.copy(), model, svc_photo, levels, per_level, paired_runs=runs,
+                floor_path=store.resolve(model).path)
             if with_reference:
                 cmd = [str(reference_python().parent / "rembg"), "s", "--host", "127.0.0.1"]
                 report["service"]["reference"][model] = _service(
@@ -388,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _service(cmd: list[str], env: dict[str, str], model: str, data: bytes,
              levels: tuple[int, ...], per_level: int, *, port_flag: str = "--port",
-             ready_path: str = "/readyz", paired_runs: int = 0) -> dict[str, Any]:
+             ready_path: str = "/readyz", paired_runs: int = 0,
+             floor_path: Path | None = None) -> dict[str, Any]:
     print(f"service {' '.join(cmd[:2])} {model}", file=sys.stderr)
     server = start_server(cmd, env, port_flag=port_flag, ready_path=ready_path)
     try:
@@ -397,8 +421,18 @@ def _service(cmd: list[str], env: dict[str, str], model: str, data: bytes,
         if paired_runs:
             out["paired_c1"] = _paired_c1(server.url, data, model, paired_runs)
         for c in levels:
+            bracket = floor_path is not None and c == max(levels)
+            if bracket:
+                before = floor_beside(floor_path, per_level // 2)
             out[str(c)] = load_test(server.url, data, model, concurrency=c,
                                     requests=max(per_level, 2 * c))
+            if bracket:
+                # the floor measured just before and just after the top level, so that both
+                # see the same machine (its speed drifts by 10-15 % over minutes)
+                after = floor_beside(floor_path, per_level // 2)
+                modes = {k: (before[k] + after[k]) / 2 for k in before}
+                out["floor_beside_top"] = {"before": before, "after": after, **modes,
+                                           "allowed_rps": max(modes.values())}
         out["peak_rss_mb"] = server.peak_rss_mb()
         return out
     finally:
