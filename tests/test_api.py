@@ -205,3 +205,51 @@ def test_arrays_round_trip_with_the_same_mask(settings: Settings, model_dir: Pat
     from_bytes = alpha(open_image(cleancut.remove(photo, model=MODEL, settings=settings,
                                                   only_mask=True)))
     assert np.array_equal(from_array, from_bytes)
+
+
+# --- large buffers -------------------------------------------------------------------------------
+
+_FAULT_PROBE = textwrap.dedent(
+    """
+    import io, resource, sys
+    from concurrent.futures import ThreadPoolExecutor
+    from PIL import Image
+    import cleancut
+
+    buf = io.BytesIO()
+    Image.open(sys.argv[1]).convert("RGB").resize((4000, 3000)).save(buf, "JPEG", quality=85)
+    data = buf.getvalue()
+
+    def faults_of_one_request():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        cleancut.remove(data, model="u2netp")
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    # as in the service: the engine is made first, then requests run on worker threads
+    small = io.BytesIO()
+    Image.new("RGB", (64, 48), "white").save(small, "PNG")
+    cleancut.remove(small.getvalue(), model="u2netp")
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(faults_of_one_request).result()  # the first one sizes the heap
+        print(pool.submit(faults_of_one_request).result())
+    """
+)
+
+
+def _page_faults_of_second_request(model_dir: Path, keep: str) -> int:
+    env = {**os.environ, "CLEANCUT_MODEL_DIR": str(model_dir),
+           "CLEANCUT_KEEP_LARGE_BUFFERS": keep}
+    photo = Path(__file__).parent / "fixtures" / "golden" / "inputs" / "astronaut.jpg"
+    proc = subprocess.run([sys.executable, "-c", _FAULT_PROBE, str(photo)], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc thresholds")
+def test_a_12_megapixel_request_reuses_the_buffers_of_the_one_before(model_dir: Path) -> None:
+    kept = _page_faults_of_second_request(model_dir, "true")
+    fresh = _page_faults_of_second_request(model_dir, "false")
+    # without it, each 48 MB buffer is new mmap'd memory, faulted in page by page (~45,000 here)
+    assert fresh > 10_000
+    assert kept < fresh / 4

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # they fit on the cores (cores // threads at once; one at a time by default).
     intra_op_threads: int = Field(0, ge=0, le=256)
     inter_op_threads: int = Field(1, ge=0, le=256)  # threads across graph branches; 0 = ORT's
+    # keep large image buffers in the C heap between requests instead of fresh pages each time
+    # (glibc's mmap threshold 256 MB, trim threshold 512 MB; process-wide, set by the Engine)
+    keep_large_buffers: bool = True
 
     # --- limits on input ----------------------------------------------------------------------
     max_upload_bytes: int = Field(10_000_000, ge=1)  # largest accepted encoded image, in bytes

@@ -17,7 +17,7 @@ from ..config import Settings
 from ..errors import ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import ModelStore
-from . import imageio
+from . import allocator, imageio
 from .imageio import Decoded, Limits
 from .mask import alpha_matting, apply_source_alpha, compose, foreground_box, post_process
 from .options import Options, OutputFormat
@@ -116,6 +116,8 @@ class Engine:
         # Pillow's own bomb guard, set to match ours: it warns above this many pixels and refuses
         # above twice as many. imageio.decode checks the header against self.limits first anyway.
         Image.MAX_IMAGE_PIXELS = settings.max_pixels
+        if settings.keep_large_buffers:
+            allocator.keep_large_buffers()
 
     def session(self, name: str | None = None) -> Session:
         """The shared, verified session of model ``name`` (loaded on first use)."""

@@ -1,0 +1,54 @@
+"""Keep large image buffers in the C heap between requests (glibc only).
+
+glibc serves every allocation above 32 MB with fresh ``mmap`` pages and unmaps them on free;
+a 12 MP photo's RGBA buffer is 48 MB, so every request faults in each page of its big buffers
+again. Measured on a 4000x3000 photo: ~60,000 page faults, ~170 ms of a ~950 ms request
+(encoding alone 250 -> 100 ms), the same peak memory. Raising the mmap threshold to just above
+the largest buffer a request can make (a 40 MP RGBA image is 160 MB) keeps them in the heap for
+the next request; the trim threshold bounds what a process keeps while idle. One arena for
+every thread: glibc's per-thread arenas grow in 64 MB heaps that are unmapped again once empty,
+so buffers made on worker threads would fault anyway (threads that allocated before the first
+Engine keep the arena they have; the service and the CLI make their Engine first).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import platform
+import threading
+
+__all__ = ["keep_large_buffers"]
+
+log = logging.getLogger("cleancut")
+
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
+ARENA_MAX = 1
+_M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+_done = False
+_lock = threading.Lock()
+
+
+def keep_large_buffers() -> bool:
+    """Set glibc's mmap and trim thresholds for this process, once; False where not glibc."""
+    global _done
+    with _lock:
+        if _done:
+            return True
+        if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+            return False
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            ok = libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
+            ok = libc.mallopt(_M_ARENA_MAX, ARENA_MAX) == 1 and ok
+        except (OSError, AttributeError) as exc:
+            log.debug("malloc thresholds left as they are: %s", exc)
+            return False
+        _done = ok
+        return ok
