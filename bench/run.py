@@ -152,28 +152,41 @@ def floor_beside(model_path: Path, runs: int) -> dict[str, float]:
             "one_per_core_rps": _concurrent_floor(model_path, x, cores, runs)}
 
 
-def library(model: str, photos: dict[str, bytes], runs: int) -> dict[str, Any]:
+def library(model: str, photos: dict[str, bytes], runs: int,
+            reference: ReferenceWorker | None = None) -> dict[str, Any]:
+    """The library end to end, each run followed by one of the reference tool on the same photo:
+    this machine's speed drifts by 10-60 % over minutes, so figures taken minutes apart are not
+    comparable. (The floor is not paired this way: right after a run of the library, a second
+    ONNX Runtime session in the same process ran 40 % slower than alone, which would flatter
+    the library.)"""
     from cleancut.config import load
     from cleancut.engine import Engine, Options
 
     engine = Engine(load())
     options = Options()
     out: dict[str, Any] = {}
+    ref_out: dict[str, Any] = {}
     for label, data in photos.items():
         for _ in range(2):
             engine.process(data, options, model=model)
-        totals, stages = [], {}
+            if reference:
+                reference.run(label)
+        totals, stages, ref_ms = [], {}, []
         for _ in range(runs):
             started = time.perf_counter()
             result = engine.process(data, options, model=model)
             totals.append((time.perf_counter() - started) * 1e3)
             for stage, ms in result.timings_ms.items():
                 stages.setdefault(stage, []).append(ms)
+            if reference:
+                ref_ms.append(reference.run(label))
         out[label] = {
             **summary(totals),
             "stages_median_ms": {k: statistics.median(v) for k, v in stages.items()},
         }
-    return out
+        if ref_ms:
+            ref_out[label] = summary(ref_ms)
+    return {"cleancut": out, "reference": ref_out}
 
 
 # --- the reference tool ---------------------------------------------------------------------
@@ -193,35 +206,51 @@ def reference_env(model_dir: Path) -> dict[str, str]:
     return {**os.environ, "U2NET_HOME": str(model_dir), "OMP_NUM_THREADS": str(os.cpu_count())}
 
 
-def reference_library(py: Path, model_dir: Path, model: str, photos: dict[str, bytes],
-                      runs: int) -> dict[str, Any]:
-    WORK.mkdir(exist_ok=True)
-    paths = {}
-    for label, data in photos.items():
-        path = WORK / f"photo-{label}.jpg"
-        path.write_bytes(data)
-        paths[label] = str(path)
-    script = (
-        "import json,sys,time\n"
+class ReferenceWorker:
+    """The reference tool in its own virtualenv and process, one session loaded, removing the
+    background of one photo each time it is asked (so that its runs can alternate with ours)."""
+
+    SCRIPT = (
+        "import json, sys, time\n"
         "from rembg import remove, new_session\n"
-        "model, runs, paths = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])\n"
-        "s = new_session(model)\n"
-        "out = {}\n"
-        "for label, p in paths.items():\n"
-        "    data = open(p, 'rb').read()\n"
-        "    for _ in range(2): remove(data, session=s)\n"
-        "    ts = []\n"
-        "    for _ in range(runs):\n"
-        "        t = time.perf_counter(); remove(data, session=s)\n"
-        "        ts.append((time.perf_counter() - t) * 1e3)\n"
-        "    out[label] = ts\n"
-        "print(json.dumps(out))\n"
+        "session = new_session(sys.argv[1])\n"
+        "photos = {k: open(p, 'rb').read() for k, p in json.loads(sys.argv[2]).items()}\n"
+        "print('ready', flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    t = time.perf_counter(); remove(photos[line.strip()], session=session)\n"
+        "    print((time.perf_counter() - t) * 1e3, flush=True)\n"
     )
-    proc = subprocess.run([str(py), "-c", script, model, str(runs), json.dumps(paths)],
-                          capture_output=True, text=True, env=reference_env(model_dir),
-                          check=True)
-    raw = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {label: summary(samples) for label, samples in raw.items()}
+
+    def __init__(self, py: Path, model_dir: Path, model: str, photos: dict[str, bytes]) -> None:
+        WORK.mkdir(exist_ok=True)
+        paths = {}
+        for label, data in photos.items():
+            path = WORK / f"photo-{label}.jpg"
+            path.write_bytes(data)
+            paths[label] = str(path)
+        self._proc = subprocess.Popen(
+            [str(py), "-c", self.SCRIPT, model, json.dumps(paths)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=reference_env(model_dir))
+        if self._readline() != "ready":
+            raise RuntimeError("the reference tool did not start")
+
+    def _readline(self) -> str:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the reference tool exited ({self._proc.wait()})")
+        return line.strip()
+
+    def run(self, label: str) -> float:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(label + "\n")
+        self._proc.stdin.flush()
+        return float(self._readline())
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=60)
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -291,6 +320,8 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{1000.0 / f['best_ms']:.2f} | {f.get('ideal_rps', float('nan')):.2f} | "
                      f"{f['allowed_rps']:.2f} |")
     lines += ["", "## Library end to end (JPEG bytes in, PNG bytes out)", "",
+              "Each cleancut run is followed by one run of the reference tool on the same photo, "
+              "so that both see the same minutes of this machine.", "",
               "| model | photo | median ms | p95 ms | decode | preprocess | inference | mask | "
               "compose | encode | reference median ms |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -368,21 +399,25 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "machine": machine(), "floor": {}, "library": {}}
+    with_reference = not (args.quick or args.no_reference)
+    if with_reference:
+        report["reference"] = {"version": REFERENCE, "library": {}}
     for model in models:
         installed = store.resolve(model)
         print(f"floor {model}", file=sys.stderr)
         report["floor"][model] = floor(installed.path, runs)
-        print(f"library {model}", file=sys.stderr)
-        report["library"][model] = library(model, photos, runs)
-
-    with_reference = not (args.quick or args.no_reference)
-    if with_reference:
-        py = reference_python()
-        report["reference"] = {"version": REFERENCE, "library": {}}
-        for model in models:
-            print(f"reference library {model}", file=sys.stderr)
-            report["reference"]["library"][model] = reference_library(
-                py, settings.model_dir, model, photos, runs)
+        print(f"library {model}" + (" and the reference, in turn" if with_reference else ""),
+              file=sys.stderr)
+        worker = (ReferenceWorker(reference_python(), settings.model_dir, model, photos)
+                  if with_reference else None)
+        try:
+            both = library(model, photos, runs, worker)
+        finally:
+            if worker:
+                worker.close()
+        report["library"][model] = both["cleancut"]
+        if with_reference:
+            report["reference"]["library"][model] = both["reference"]
 
     if not args.no_service:
         levels = (1, 2) if args.quick else (1, 2, 4, 8)
