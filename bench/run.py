@@ -463,7 +463,7 @@ def _service(cmd: list[str], env: dict[str, str], model: str, data: bytes,
                                     requests=max(per_level, 2 * c))
             if bracket:
                 # the floor measured just before and just after the top level, so that both
-                # see the same machine (its speed drifts by 10-15 % over minutes)
+                # see the same machine (its speed drifts by 10-60 % over minutes)
                 after = floor_beside(floor_path, per_level // 2)
                 modes = {k: (before[k] + after[k]) / 2 for k in before}
                 out["floor_beside_top"] = {"before": before, "after": after, **modes,

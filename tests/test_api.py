@@ -250,6 +250,6 @@ def _page_faults_of_second_request(model_dir: Path, keep: str) -> int:
 def test_a_12_megapixel_request_reuses_the_buffers_of_the_one_before(model_dir: Path) -> None:
     kept = _page_faults_of_second_request(model_dir, "true")
     fresh = _page_faults_of_second_request(model_dir, "false")
-    # without it, each 48 MB buffer is new mmap'd memory, faulted in page by page (~45,000 here)
+    # without it, each 48 MB buffer is new mmap'd memory, faulted in page by page
     assert fresh > 10_000
     assert kept < fresh / 4

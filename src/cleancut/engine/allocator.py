@@ -35,7 +35,8 @@ _lock = threading.Lock()
 
 
 def keep_large_buffers() -> bool:
-    """Set glibc's mmap and trim thresholds for this process, once; False where not glibc."""
+    """Set glibc's mmap and trim thresholds and its arena count for this process, once; False
+    where the C library is not glibc or refuses a setting."""
     global _done
     with _lock:
         if _done:

@@ -53,16 +53,10 @@ def lanczos(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     if not big or im.mode not in _SPLITTABLE or _parts() < 2:
         return im.resize(size, Image.Resampling.LANCZOS)
     out = im
-    if _vertical_first(im.size, size):
-        if height != out.height:
-            out = _pass(out, (out.width, height), horizontal=False)
-        if width != out.width:
-            out = _pass(out, (width, height), horizontal=True)
-    else:
-        if width != out.width:
-            out = _pass(out, (width, out.height), horizontal=True)
-        if height != out.height:
-            out = _pass(out, (width, height), horizontal=False)
+    for horizontal in (False, True) if _vertical_first(im.size, size) else (True, False):
+        target = (width, out.height) if horizontal else (out.width, height)
+        if target != out.size:
+            out = _pass(out, target, horizontal=horizontal)
     return out if out is not im else im.copy()
 
 
