@@ -58,10 +58,10 @@ def open_png(data: bytes) -> Image.Image:
     return im
 
 
-@pytest.fixture(autouse=True)
-def _restore_pillow_bomb_guard() -> Iterator[None]:
-    """Building an Engine sets Pillow's process-wide ``MAX_IMAGE_PIXELS`` to its limit; a test
-    with tiny limits must not leave it set for the tests after it."""
+@pytest.fixture
+def restore_pillow_bomb_guard() -> Iterator[None]:
+    """For tests that set Pillow's process-wide ``MAX_IMAGE_PIXELS`` (as ``configure_process``
+    does): the tests after them see it as it was."""
     saved = Image.MAX_IMAGE_PIXELS
     yield
     Image.MAX_IMAGE_PIXELS = saved

@@ -17,7 +17,7 @@ import pytest
 from pytest_socket import SocketBlockedError
 
 import cleancut
-from cleancut.config import Settings
+from cleancut.config import Settings, load
 
 from .imagetools import alpha, input_bytes, open_image
 
@@ -174,28 +174,35 @@ def test_importing_cleancut_has_no_side_effects(tmp_path: Path) -> None:
 
 
 def test_the_public_api_is_exported() -> None:
-    for name in ("remove", "new_session", "process", "CleancutError", "InvalidFileType",
-                 "FailedToReadImage", "ModelNotInstalled", "ModelChecksumMismatch"):
-        assert name in cleancut.__all__
-        assert getattr(cleancut, name) is not None
-    assert cleancut.Options is not None  # loaded on first use
+    from cleancut import engine, errors
+
+    assert set(cleancut.__all__) >= {"remove", "new_session", "process", "configure_process",
+                                     "Options", "OPTIONS", "Result", "Session", "CleancutError",
+                                     "InvalidFileType", "FailedToReadImage", "ModelNotInstalled",
+                                     "ModelChecksumMismatch"}
+    for name in cleancut.__all__:
+        value = getattr(cleancut, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert value is getattr(errors, name), name
+        elif name in engine.__all__:
+            assert value is getattr(engine, name), name  # loaded on first use
+        else:
+            assert callable(value) and value.__module__ == "cleancut", name
 
 
-def test_every_error_has_a_stable_code_and_status() -> None:
-    from cleancut import errors
+def test_a_pipeline_warning_reaches_the_library_caller(settings: Settings,
+                                                       model_dir: Path) -> None:
+    # a background threshold of 0 leaves the trimap without background, so matting falls back
+    result = cleancut.process(input_bytes("chelsea.jpg"), model=MODEL, settings=settings,
+                              alpha_matting=True, alpha_matting_background_threshold=0)
+    assert len(result.warnings) == 1 and result.warnings[0].startswith("alpha matting failed")
+    assert result.image.mode == "RGBA"
 
-    codes = set()
-    for name in errors.__all__:
-        cls = getattr(errors, name)
-        if cls in (errors.CleancutError, errors.InputError, errors.ModelError,
-                   errors.ServiceError, errors.InvalidParameter):
-            continue
-        assert isinstance(cls.code, str) and cls.code, name
-        assert 400 <= cls.status < 600, name
-        codes.add(cls.code)
-    assert {"invalid_file_type", "failed_to_read_image", "model_not_installed",
-            "model_checksum_mismatch", "file_too_large", "resolution_too_high"} <= codes
-    assert len(codes) == len(errors.__all__) - 5  # one code per concrete error
+
+def test_the_library_honours_the_default_model_setting(model_dir: Path) -> None:
+    settings = load({"CLEANCUT_MODEL_DIR": str(model_dir), "CLEANCUT_DEFAULT_MODEL": "u2netp"})
+    assert cleancut.process(input_bytes("chelsea.jpg"), settings=settings).model == "u2netp"
+    assert cleancut.new_session(settings=settings).name == "u2netp"
 
 
 def test_arrays_round_trip_with_the_same_mask(settings: Settings, model_dir: Path) -> None:
@@ -225,7 +232,8 @@ _FAULT_PROBE = textwrap.dedent(
         cleancut.remove(data, model="u2netp")
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-    # as in the service: the engine is made first, then requests run on worker threads
+    # as in the service: the process is configured first, then requests run on worker threads
+    cleancut.configure_process()
     small = io.BytesIO()
     Image.new("RGB", (64, 48), "white").save(small, "PNG")
     cleancut.remove(small.getvalue(), model="u2netp")
@@ -253,3 +261,30 @@ def test_a_12_megapixel_request_reuses_the_buffers_of_the_one_before(model_dir: 
     # without it, each 48 MB buffer is new mmap'd memory, faulted in page by page
     assert fresh > 10_000
     assert kept < fresh / 4
+
+
+_SIDE_EFFECT_PROBE = textwrap.dedent(
+    """
+    import io
+    from PIL import Image
+    import cleancut
+    from cleancut.engine import allocator
+
+    before = Image.MAX_IMAGE_PIXELS
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), "white").save(buf, "PNG")
+    cleancut.remove(buf.getvalue(), model="u2netp")
+    cleancut.new_session("u2netp")
+    print(Image.MAX_IMAGE_PIXELS == before, allocator._done)
+    """
+)
+
+
+def test_the_library_leaves_the_process_as_it_found_it(model_dir: Path) -> None:
+    env = {**os.environ, "CLEANCUT_MODEL_DIR": str(model_dir), "CLEANCUT_MAX_PIXELS": "10000"}
+    proc = subprocess.run([sys.executable, "-c", _SIDE_EFFECT_PROBE], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    pillow_untouched, allocator_tuned = proc.stdout.split()
+    assert pillow_untouched == "True"  # Pillow's bomb guard is the caller's
+    assert allocator_tuned == "False"  # glibc's thresholds too, unless configure_process()

@@ -24,6 +24,7 @@ from PIL import Image
 from cleancut.config import Settings
 from cleancut.engine import Engine, Limits, decode
 from cleancut.engine.imageio import _count_frames
+from cleancut.engine.process import configure_process
 from cleancut.errors import ResolutionTooHigh
 
 from . import bombs
@@ -226,17 +227,22 @@ def test_a_tiff_ifd_loop_counts_once() -> None:
 # --- Pillow's own guard matches ours ------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("restore_pillow_bomb_guard")
 @pytest.mark.parametrize("max_pixels", [40_000_000, 12_345_678])
-def test_pillow_bomb_guard_is_set_to_the_pixel_limit(max_pixels: int, tmp_path: Path) -> None:
-    Engine(Settings(model_dir=tmp_path, max_pixels=max_pixels))
+def test_the_doors_set_pillows_bomb_guard_to_the_pixel_limit(max_pixels: int,
+                                                              tmp_path: Path) -> None:
+    configure_process(Settings(model_dir=tmp_path, max_pixels=max_pixels,
+                               keep_large_buffers=False))
     assert max_pixels == Image.MAX_IMAGE_PIXELS
 
 
-def test_default_engine_sets_pillow_guard_to_forty_megapixels(tmp_path: Path) -> None:
-    engine = Engine(Settings(model_dir=tmp_path))
-    assert Image.MAX_IMAGE_PIXELS == engine.limits.max_pixels == 40_000_000
+def test_an_engine_leaves_pillows_bomb_guard_alone(tmp_path: Path) -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    engine = Engine(Settings(model_dir=tmp_path, max_pixels=1234))
+    assert before == Image.MAX_IMAGE_PIXELS and engine.limits.max_pixels == 1234
 
 
+@pytest.mark.usefixtures("restore_pillow_bomb_guard")
 def test_pillow_bomb_warning_as_error_is_still_typed() -> None:
     # Where warnings are errors, Pillow's DecompressionBombWarning (41-80 MP at the default
     # guard) surfaces from Image.open; it must still arrive as ResolutionTooHigh.

@@ -77,6 +77,30 @@ def test_i_reads_stdin_and_writes_stdout() -> None:
     assert png(proc.stdout).mode == "L"
 
 
+def test_i_into_a_reader_that_goes_away_stays_quiet(tmp_path: Path) -> None:
+    # `cleancut i photo.jpg - | head -c 10`, with a cutout far larger than a pipe holds
+    noise = np.random.default_rng(7).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+    photo = tmp_path / "noise.png"
+    Image.fromarray(noise).save(photo)
+    proc = subprocess.Popen([CLEANCUT, "i", "-m", "u2netp", str(photo), "-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(10)) == 10
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1
+    assert err == ""
+
+
+def test_a_pipeline_warning_goes_to_stderr(tmp_path: Path) -> None:
+    # a background threshold of 0 leaves the trimap without background, so matting falls back
+    out = tmp_path / "out.png"
+    proc = run("i", "-m", "u2netp", "-a", "-ab", "0", str(PHOTO), str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.decode().startswith("cleancut: warning: alpha matting failed")
+    assert png(out.read_bytes()).mode == "RGBA"
+
+
 def test_i_recognises_images_by_content_not_name(tmp_path: Path) -> None:
     disguised = tmp_path / "really-a-png.jpg"
     shutil.copy(GOLDEN / "inputs" / "logo.png", disguised)

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cleancut import quantize as q
 from cleancut.config import Settings
 from cleancut.engine import Engine, Options
 from cleancut.errors import InvalidParameter, ModelChecksumMismatch
 from cleancut.models import ModelStore, get_spec
-from cleancut.models import quantize as q
 from tests.conftest import GOLDEN
 
 pytest.importorskip("onnx", reason="the quantize extra (onnx, sympy) is not installed")

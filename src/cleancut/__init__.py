@@ -11,7 +11,6 @@ Importing this package loads no model, reads no setting and touches neither disk
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .config import Settings
-    from .engine import Options, Result, Session
+    from .engine import OPTIONS, Options, Result, Session
 
 __version__ = "0.1.0"
 
@@ -43,7 +42,9 @@ __all__ = [
     "remove",
     "new_session",
     "process",
+    "configure_process",
     "Options",
+    "OPTIONS",
     "Result",
     "Session",
     "CleancutError",
@@ -63,15 +64,16 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # the engine (and with it numpy, Pillow, onnxruntime) is imported on first use only
-    if name in ("Options", "Result", "Session"):
+    if name in ("Options", "OPTIONS", "Result", "Session"):
         from . import engine
 
         return getattr(engine, name)
     raise AttributeError(f"module 'cleancut' has no attribute {name!r}")
 
 
-def new_session(name: str = "u2net", *, settings: Settings | None = None) -> Session:
-    """A loaded, verified, reusable session of model ``name``, shared process-wide.
+def new_session(name: str | None = None, *, settings: Settings | None = None) -> Session:
+    """A loaded, verified, reusable session of model ``name`` (default: the settings' default
+    model, ``CLEANCUT_DEFAULT_MODEL``), shared process-wide.
 
     Raises :class:`ModelNotInstalled` (naming the command that installs it) when the weights
     are not in the model directory, and :class:`ModelChecksumMismatch` when they are not the
@@ -82,30 +84,30 @@ def new_session(name: str = "u2net", *, settings: Settings | None = None) -> Ses
     return Engine(settings).session(name)
 
 
+def configure_process(settings: Settings | None = None) -> None:
+    """Opt in to the process-wide settings that ``cleancut serve`` and the CLI apply: Pillow's
+    bomb guard at ``CLEANCUT_MAX_PIXELS`` and, with ``CLEANCUT_KEEP_LARGE_BUFFERS``, glibc's
+    allocator thresholds. Nothing else in the library changes the process."""
+    from .config import load
+    from .engine.process import configure_process as apply
+
+    apply(settings or load())
+
+
 @overload
-def remove(data: bytes | str | os.PathLike[str], **kwargs: Any) -> bytes: ...
+def remove(data: bytes | str | os.PathLike[str], **options: Any) -> bytes: ...
 @overload
-def remove(data: Image.Image, **kwargs: Any) -> Image.Image: ...
+def remove(data: Image.Image, **options: Any) -> Image.Image: ...
 @overload
-def remove(data: np.ndarray, **kwargs: Any) -> np.ndarray: ...
+def remove(data: np.ndarray, **options: Any) -> np.ndarray: ...
 
 
 def remove(
     data: Any,
     *,
-    model: str = "u2net",
     session: Session | None = None,
-    only_mask: bool = False,
-    post_process_mask: bool = False,
-    alpha_matting: bool = False,
-    alpha_matting_foreground_threshold: int = 240,
-    alpha_matting_background_threshold: int = 10,
-    alpha_matting_erode_size: int = 10,
-    bgcolor: str | Sequence[int] | None = None,
-    premultiplied: bool = False,
-    format: str = "png",
-    quality: int | None = None,
     settings: Settings | None = None,
+    **options: Any,
 ) -> Any:
     """Remove the background of ``data``; the result is of the same kind.
 
@@ -114,40 +116,32 @@ def remove(
     - a PIL image → a PIL image (RGBA cutout, L mask, or RGB on an opaque ``bgcolor``);
     - a numpy array (H×W, H×W×3 or H×W×4, uint8) → a numpy array of the result.
 
-    ``premultiplied=True`` reproduces the reference tool's cutout (RGB scaled by alpha); the
-    default is a correct straight-alpha cutout. ``bgcolor`` is ``#rrggbb``, ``#rrggbbaa``, a CSS
-    colour name or ``R,G,B[,A]``. Raises only :class:`CleancutError` subclasses for bad input.
+    ``options`` are those of :class:`cleancut.Options` (``model``, ``only_mask``, ``bgcolor``,
+    ``alpha_matting``, ...; ``cleancut.OPTIONS`` lists them with their help); ``model``
+    defaults to ``CLEANCUT_DEFAULT_MODEL`` (u2net), and ``session`` (from :func:`new_session`)
+    overrides it. ``premultiplied=True`` reproduces the reference tool's cutout (RGB scaled by
+    alpha); the default is a correct straight-alpha cutout. Raises only
+    :class:`CleancutError` subclasses for bad input.
     """
+    from ._fs import read_image_file
     from .engine import Engine, Options
 
-    options = Options.create(
-        only_mask=only_mask,
-        post_process_mask=post_process_mask,
-        alpha_matting=alpha_matting,
-        alpha_matting_foreground_threshold=alpha_matting_foreground_threshold,
-        alpha_matting_background_threshold=alpha_matting_background_threshold,
-        alpha_matting_erode_size=alpha_matting_erode_size,
-        bgcolor=bgcolor,
-        premultiplied=premultiplied,
-        format=format,
-        quality=quality,
-    )
+    chosen = Options.create(**options)
     engine = Engine(settings)
-    chosen: str | Session = session if session is not None else model
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return engine.process(bytes(data), options, model=chosen).data
+        return engine.process(bytes(data), chosen, model=session).data
     if isinstance(data, (str, os.PathLike)):
         return engine.process(
-            _read_path(Path(data), engine.limits.max_bytes), options, model=chosen
+            read_image_file(Path(data), engine.limits.max_bytes), chosen, model=session
         ).data
     from PIL import Image, ImageOps
 
     if isinstance(data, Image.Image):
-        return engine.cut(ImageOps.exif_transpose(data), options, model=chosen).image
+        return engine.cut(ImageOps.exif_transpose(data), chosen, model=session).image
     import numpy as np
 
     if isinstance(data, np.ndarray):
-        return np.asarray(engine.cut(_array_to_image(data), options, model=chosen).image)
+        return np.asarray(engine.cut(_array_to_image(data), chosen, model=session).image)
     raise InvalidParameter(
         "data",
         f"cannot remove the background of a {type(data).__name__}; pass bytes, a path, "
@@ -156,29 +150,14 @@ def remove(
 
 
 def process(
-    data: bytes, *, model: str = "u2net", settings: Settings | None = None, **options: Any
+    data: bytes, *, session: Session | None = None, settings: Settings | None = None,
+    **options: Any
 ) -> Result:
     """Like :func:`remove` for bytes, but returns the full :class:`Result` (size, bounding box,
     per-stage timings, warnings) with the encoded output in ``Result.data``."""
     from .engine import Engine, Options
 
-    return Engine(settings).process(bytes(data), Options.create(**options), model=model)
-
-
-def _read_path(path: Path, max_bytes: int) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise FileTooLarge(
-                f"{path} is {size} bytes; limit is {max_bytes} (CLEANCUT_MAX_UPLOAD_BYTES)"
-            )
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFound(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise FileNotFound(f"{path} is a directory, not an image file") from None
-    except PermissionError:
-        raise FileNotFound(f"{path} cannot be read (permission denied)") from None
+    return Engine(settings).process(bytes(data), Options.create(**options), model=session)
 
 
 def _array_to_image(arr: np.ndarray) -> Image.Image:

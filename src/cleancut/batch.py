@@ -27,6 +27,7 @@ class BatchReport:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)  # done, with a caveat
 
     @property
     def ok(self) -> bool:
@@ -58,7 +59,6 @@ class Batch:
         self.in_dir, self.out_dir = in_dir.resolve(), out_dir.resolve()
         self.overwrite = overwrite
         self.report = BatchReport()
-        self._lock = threading.Lock()
 
     def _inside_out_dir(self, path: Path) -> bool:
         return path == self.out_dir or self.out_dir in path.parents
@@ -93,24 +93,21 @@ class Batch:
     def process_one(self, src: Path) -> None:
         dst = self.output_for(src)
         if dst.exists() and not self.overwrite:
-            with self._lock:
-                self.report.skipped.append(src)
+            self.report.skipped.append(src)
             return
         try:
             data = src.read_bytes()
             result = self.engine.process(data, self.options, model=self.model)
             assert result.data is not None
             atomic_write_bytes(dst, result.data)
+            self.report.warnings.extend((src, warning) for warning in result.warnings)
         except CleancutError as exc:
-            with self._lock:
-                self.report.failed.append((src, f"{exc.code}: {exc.detail}"))
+            self.report.failed.append((src, f"{exc.code}: {exc.detail}"))
             return
         except OSError as exc:
-            with self._lock:
-                self.report.failed.append((src, f"io_error: {exc.strerror or exc}"))
+            self.report.failed.append((src, f"io_error: {exc.strerror or exc}"))
             return
-        with self._lock:
-            self.report.done.append(src)
+        self.report.done.append(src)
 
     def run(self, paths: Iterable[Path], on_each: Callable[[Path], None] | None = None) -> None:
         for src in paths:

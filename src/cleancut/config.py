@@ -3,6 +3,9 @@
 Each field is read from the environment as ``CLEANCUT_<FIELD NAME IN CAPITALS>`` (lists as
 comma-separated values). Nothing is read at import: call :func:`load` (or build ``Settings(...)``
 directly, as the tests do).
+
+Each field's ``description`` is its documentation: :func:`reference_markdown` renders them, grouped
+by section, into ``docs/settings.md`` (``scripts/gen-docs`` writes it; a test checks it is current).
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import NoneType, UnionType
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BeforeValidator, Field, JsonValue, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .apikeys import ApiKey, parse_entries
-from .errors import InvalidParameter
+from .errors import InvalidSetting
 
-__all__ = ["Settings", "load", "default_model_dir"]
+__all__ = ["Settings", "load", "default_model_dir", "env_var", "reference_markdown"]
+
+DOCS: Final = "docs/settings.md"  # where the reference lives; error messages point there
 
 
 def default_model_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -36,75 +45,286 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
+def _strict_bool(value: Any) -> Any:
+    """``true``/``false``/``1``/``0`` in any case, spaces around allowed; nothing else."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text not in ("true", "false", "1", "0"):
+            raise ValueError(f"use true, false, 1 or 0, not {value.strip()[:20]!r}")
+        return text in ("true", "1")
+    return value
+
+
 CsvList = Annotated[list[str], NoDecode]
+JsonDict = dict[str, JsonValue]  # what json_schema_extra takes
+# Every boolean setting has this type: yes/on/t/"" are start-up errors, not a guess.
+StrictEnvBool = Annotated[bool, BeforeValidator(_strict_bool)]
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+# The sections of the reference, in order: key -> (title, lead paragraph).
+_SECTIONS: Final[dict[str, tuple[str, str]]] = {
+    "models": ("Models", "Where the weights live and how ONNX Runtime runs them."),
+    "limits": ("Limits on input", "Checked from the image header before any pixel is decoded. "
+               "Raising a limit raises what one request may cost; see the memory budget in "
+               "[SECURITY.md](../SECURITY.md#memory-budget)."),
+    "matting": ("Alpha matting", ""),
+    "service": ("HTTP service", "Read by `cleancut serve` and `python -m cleancut.server`."),
+    "url": ("URL input", "Off by default. [SECURITY.md](../SECURITY.md#threat-model) describes "
+            "the guards against server-side request forgery."),
+    "access": ("Access control", "API keys, rate limits, proxies and CORS."),
+}
+
+
+def _doc(section: str, *, warning: str = "", default: str = "") -> JsonDict:
+    """The documentation extras of a field: its section, a warning for a switch that weakens
+    security, and the default as the reference shows it (for a default that depends on the
+    machine)."""
+    extra: JsonDict = {"section": section}
+    if warning:
+        extra["security_warning"] = warning
+    if default:
+        extra["default_doc"] = default
+    return extra
 
 
 class Settings(BaseSettings):
+    """All settings; ``load()`` builds them from ``CLEANCUT_*`` variables. Frozen."""
+
     model_config = SettingsConfigDict(
         env_prefix="CLEANCUT_", frozen=True, extra="forbid", protected_namespaces=(),
         hide_input_in_errors=True,  # an invalid API key entry must never be echoed in an error
     )
 
     # --- models -------------------------------------------------------------------------------
-    model_dir: Path = Field(default_factory=default_model_dir)  # where verified weights live
-    default_model: str = "u2net"  # model used when a request names none
-    providers: CsvList = ["CPUExecutionProvider"]  # ONNX Runtime execution providers, in order
-    # threads inside one inference; 0 = every core. Inferences run side by side only as far as
-    # they fit on the cores (cores // threads at once; one at a time by default).
-    intra_op_threads: int = Field(0, ge=0, le=256)
-    inter_op_threads: int = Field(1, ge=0, le=256)  # threads across graph branches; 0 = ORT's
-    # keep large image buffers in the C heap between requests instead of fresh pages each time
-    # (glibc's mmap threshold 256 MB, trim threshold 512 MB; process-wide, set by the Engine)
-    keep_large_buffers: bool = True
+    model_dir: Path = Field(
+        default_factory=default_model_dir,
+        description="where verified weights live (`cleancut models pull` and `models import` "
+        "install into it; nothing is downloaded at run time)",
+        json_schema_extra=_doc("models", default="`$XDG_DATA_HOME/cleancut/models` (fallback "
+                               "`~/.local/share/cleancut/models`)"))
+    default_model: str = Field(
+        "u2net", description="model used when a request names none",
+        json_schema_extra=_doc("models"))
+    providers: CsvList = Field(
+        ["CPUExecutionProvider"], description="ONNX Runtime execution providers, in order",
+        json_schema_extra=_doc("models"))
+    intra_op_threads: int = Field(
+        0, ge=0, le=256,
+        description="threads inside one inference; 0 = every core. Inferences run side by side "
+        "only as far as they fit on the cores (cores ÷ threads at once, so one at a time by "
+        "default) while decoding and encoding of other requests go on in parallel",
+        json_schema_extra=_doc("models"))
+    inter_op_threads: int = Field(
+        1, ge=0, le=256,
+        description="threads across graph branches; 0 = ONNX Runtime's default",
+        json_schema_extra=_doc("models"))
+    keep_large_buffers: StrictEnvBool = Field(
+        True,
+        description="on Linux (glibc), keep large image buffers in the C heap between requests "
+        "instead of faulting in fresh pages each time (mmap threshold 256 MB, trim threshold "
+        "512 MB, one malloc arena; process-wide): ~170 ms less on a 12 MP photo, same peak "
+        "memory. Applied by the doors that own the process (`cleancut serve` and the CLI), not "
+        "by constructing an `Engine`; a library caller opts in with "
+        "`cleancut.configure_process()`",
+        json_schema_extra=_doc("models"))
 
     # --- limits on input ----------------------------------------------------------------------
-    max_upload_bytes: int = Field(10_000_000, ge=1)  # largest accepted encoded image, in bytes
-    max_pixels: int = Field(40_000_000, ge=1)  # largest accepted width × height, in pixels
-    max_side_px: int = Field(16_384, ge=1)  # longest accepted side, in pixels
-    max_frames: int = Field(256, ge=1)  # most frames accepted in an animated GIF/WebP/TIFF
+    max_upload_bytes: int = Field(
+        10_000_000, ge=1,
+        description="largest accepted encoded image, in bytes, enforced while the body streams "
+        "in (413 `file_too_large`)",
+        json_schema_extra=_doc("limits"))
+    max_pixels: int = Field(
+        40_000_000, ge=1,
+        description="largest accepted width × height, in pixels, from the header (413 "
+        "`resolution_too_high`); `cleancut serve` and the CLI also set Pillow's own guard "
+        "(`Image.MAX_IMAGE_PIXELS`) to it (a library caller: `cleancut.configure_process()`)",
+        json_schema_extra=_doc("limits"))
+    max_side_px: int = Field(
+        16_384, ge=1,
+        description="longest accepted side, in pixels, from the header (413 "
+        "`resolution_too_high`)",
+        json_schema_extra=_doc("limits"))
+    max_frames: int = Field(
+        256, ge=1,
+        description="most frames accepted in an animated GIF/WebP/PNG or pages in a TIFF, "
+        "counted no further than the limit (413 `resolution_too_high`)",
+        json_schema_extra=_doc("limits"))
 
     # --- alpha matting ------------------------------------------------------------------------
-    matting_max_pixels: int = Field(1_000_000, ge=10_000)  # matting works on at most this many px
+    matting_max_pixels: int = Field(
+        1_000_000, ge=10_000,
+        description="matting works on at most this many pixels, whatever the image size (the "
+        "region around the subject's edge is scaled down to fit first)",
+        json_schema_extra=_doc("matting"))
 
     # --- HTTP service -------------------------------------------------------------------------
-    host: str = "127.0.0.1"  # address the service binds to
-    port: int = Field(5000, ge=0, le=65535)  # TCP port of the service
-    models: CsvList = ["u2net", "u2netp"]  # models loaded and warmed at start-up
-    workers: int = Field(0, ge=0, le=256)  # requests processed at once; 0 = one per CPU core
-    queue_size: int = Field(0, ge=0, le=10_000)  # requests allowed to wait; 0 = 4 × workers
-    request_timeout_s: float = Field(30.0, gt=0, le=3600)  # deadline per request, wait included
-    body_timeout_s: float = Field(30.0, gt=0, le=3600)  # time for a request body to arrive; 408
-    header_timeout_s: float = Field(10.0, gt=0, le=3600)  # request line + headers; then closed
-    keep_alive_timeout_s: int = Field(5, ge=1, le=3600)  # idle keep-alive connection closed after
-    max_connections: int = Field(0, ge=0, le=100_000)  # open connections; 0 = workers+queue+64
-    max_header_bytes: int = Field(65_536, ge=4096, le=1_048_576)  # request line + headers, bytes
-    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)  # SIGTERM: time to finish in-flight work
-    tmp_dir: Path | None = None  # the only place written at run time; none = the system temp dir
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"  # service logs
-    log_format: Literal["json", "text"] = "json"  # access log (stdout) and service log (stderr)
-    access_log_file: Path | None = None  # also write the access log here (rotated); none = off
-    access_log_max_bytes: int = Field(10_000_000, ge=1024)  # rotate the log file at this size
-    access_log_backups: int = Field(5, ge=0, le=1000)  # rotated access log files kept
+    host: str = Field(
+        "127.0.0.1",
+        description="address the service binds to; any address but loopback needs API keys "
+        "or `CLEANCUT_ALLOW_ANONYMOUS`",
+        json_schema_extra=_doc("service"))
+    port: int = Field(
+        5000, ge=0, le=65535,
+        description="TCP port of the service; 0 = a free port the system picks",
+        json_schema_extra=_doc("service"))
+    models: CsvList = Field(
+        ["u2net", "u2netp"],
+        description="models loaded and warmed at start-up (a request can name only installed "
+        "catalogue models)",
+        json_schema_extra=_doc("service"))
+    workers: int = Field(
+        0, ge=0, le=256,
+        description="requests processed at once (decode, inference, encode); 0 = one per CPU "
+        "core (in a container: the host's cores, so set it). Inferences among them share the "
+        "cores as `CLEANCUT_INTRA_OP_THREADS` says",
+        json_schema_extra=_doc("service"))
+    queue_size: int = Field(
+        0, ge=0, le=10_000,
+        description="requests allowed to wait for a worker; 0 = 4 × workers. Beyond: 503 "
+        "`overloaded` with `Retry-After`, at once",
+        json_schema_extra=_doc("service"))
+    request_timeout_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="deadline per request, in seconds, waiting included (504 "
+        "`processing_timeout` after)",
+        json_schema_extra=_doc("service"))
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="time for a request body to arrive, in seconds (slow clients are cut off "
+        "with 408 `request_timeout`)",
+        json_schema_extra=_doc("service"))
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600,
+        description="time for the request line and headers to arrive, in seconds, from the "
+        "connection opening or the previous response; then the connection is closed",
+        json_schema_extra=_doc("service"))
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, le=3600,
+        description="an idle keep-alive connection is closed after this many seconds",
+        json_schema_extra=_doc("service"))
+    max_connections: int = Field(
+        0, ge=0, le=100_000,
+        description="open connections at once; 0 = workers + queue + 64",
+        json_schema_extra=_doc("service"))
+    max_header_bytes: int = Field(
+        65_536, ge=4096, le=1_048_576,
+        description="largest request line + headers, in bytes",
+        json_schema_extra=_doc("service"))
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, le=3600,
+        description="on SIGTERM, time to finish in-flight work, in seconds (new requests get "
+        "503 meanwhile); 0 = in-flight work is not waited for",
+        json_schema_extra=_doc("service"))
+    tmp_dir: Path | None = Field(
+        None,
+        description="the only place written at run time; none = the system temp dir",
+        json_schema_extra=_doc("service"))
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="level of the service log",
+        json_schema_extra=_doc("service"))
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="format of the access log (stdout, one line per request, no image content "
+        "or secrets) and of the service log (stderr)",
+        json_schema_extra=_doc("service"))
+    access_log_file: Path | None = Field(
+        None, description="also write the access log to this file (rotated); none = off",
+        json_schema_extra=_doc("service"))
+    access_log_max_bytes: int = Field(
+        10_000_000, ge=1024, description="rotate the access log file at this size, in bytes",
+        json_schema_extra=_doc("service"))
+    access_log_backups: int = Field(
+        5, ge=0, le=1000,
+        description="rotated access log files kept; 0 = the file is never rotated (it grows "
+        "without bound)",
+        json_schema_extra=_doc("service"))
 
     # --- URL input ----------------------------------------------------------------------------
-    url_fetch_enabled: bool = False  # accept image URLs (?url=, image_url); off: refused, 400
-    url_allow_hosts: CsvList = []  # hosts that may be fetched (may be private); none = any public
-    url_connect_timeout_s: float = Field(5.0, gt=0, le=300)  # TCP connect + TLS, per redirect hop
-    url_timeout_s: float = Field(15.0, gt=0, le=3600)  # whole fetch incl. redirects and body
-    url_max_redirects: int = Field(3, ge=0, le=20)  # redirects followed, each re-checked
+    url_fetch_enabled: StrictEnvBool = Field(
+        False,
+        description="accept image URLs (`GET /api/remove?url=`, remove.bg's `image_url` and "
+        "`bg_image_url`); off: refused with 400",
+        json_schema_extra=_doc(
+            "url", warning="the service then connects to addresses that clients choose. "
+            "Private, loopback, link-local, CGNAT, multicast, reserved and cloud-metadata "
+            "addresses are refused (unless listed in `CLEANCUT_URL_ALLOW_HOSTS`), every redirect "
+            "is re-checked, and the byte limit and timeouts hold while reading; the host also "
+            "needs egress to the internet. Turn it on only if clients need it."))
+    url_allow_hosts: CsvList = Field(
+        [],
+        description="hosts that may be fetched (they may be private); none = any public "
+        "address",
+        json_schema_extra=_doc(
+            "url", warning="a listed host is fetched even when it resolves to a private or "
+            "loopback address, so anyone who can send a URL can reach it through the service. "
+            "List only hosts meant to serve images to it."))
+    url_connect_timeout_s: float = Field(
+        5.0, gt=0, le=300,
+        description="TCP connect + TLS handshake, in seconds, per redirect hop",
+        json_schema_extra=_doc("url"))
+    url_timeout_s: float = Field(
+        15.0, gt=0, le=3600,
+        description="the whole fetch, in seconds, redirects and body included",
+        json_schema_extra=_doc("url"))
+    url_max_redirects: int = Field(
+        3, ge=0, le=20, description="redirects followed, each re-checked; 0 = none",
+        json_schema_extra=_doc("url"))
 
     # --- access control -----------------------------------------------------------------------
-    # API keys: entries `KEY`, `ID:KEY` or `ID:sha256:HEX` (see cleancut.apikeys); hashed on load.
-    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()  # comma-separated; none = no keys
-    api_keys_file: Path | None = None  # file of key entries, one a line (# comments); read at start
-    allow_anonymous: bool = False  # serve without keys on a non-loopback address (else refused)
-    metrics_public: bool = False  # /metrics open without a key even when keys are configured
-    rate_limit_per_minute: int = Field(0, ge=0, le=1_000_000)  # requests per key/client; 0 = off
-    rate_limit_burst: int = Field(0, ge=0, le=1_000_000)  # bucket size; 0 = rate_limit_per_minute
-    rate_limit_max_clients: int = Field(10_000, ge=1, le=10_000_000)  # buckets kept (LRU)
-    trusted_proxies: CsvList = []  # IPs/CIDRs whose X-Forwarded-For is believed; none = ignored
-    cors_origins: CsvList = []  # origins allowed by CORS (scheme://host[:port], or *); none = off
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = Field(
+        (),
+        description="API keys, comma-separated entries `KEY`, `ID:KEY` or `ID:sha256:HEX` (see "
+        "`cleancut.apikeys`), hashed on load and compared in constant time; when set, a key is "
+        "required on `/api`, `/v1.0` and `/metrics`, as `X-API-Key` or `Authorization: Bearer` "
+        "(401; 403 in `/v1.0/removebg`); none = no keys",
+        json_schema_extra=_doc("access"))
+    api_keys_file: Path | None = Field(
+        None,
+        description="file of key entries, one a line (`#` starts a comment), read at start-up; "
+        "none = no file",
+        json_schema_extra=_doc("access"))
+    allow_anonymous: StrictEnvBool = Field(
+        False,
+        description="serve without keys on a non-loopback address (refused at start-up "
+        "otherwise); also `cleancut serve --allow-anonymous`",
+        json_schema_extra=_doc(
+            "access", warning="anyone who can reach the address can use the service and its "
+            "CPU time. Prefer API keys; if the service must be open, set "
+            "`CLEANCUT_RATE_LIMIT_PER_MINUTE`."))
+    metrics_public: StrictEnvBool = Field(
+        False, description="`/metrics` open without a key even when keys are configured",
+        json_schema_extra=_doc(
+            "access", warning="anyone who can reach the service then reads its request "
+            "counts, error rates, latencies, queue depth and model names."))
+    rate_limit_per_minute: int = Field(
+        0, ge=0, le=1_000_000,
+        description="requests per minute per key, or per client address without keys: a token "
+        "bucket, 429 with `X-RateLimit-*` and `Retry-After` beyond; 0 = off",
+        json_schema_extra=_doc("access"))
+    rate_limit_burst: int = Field(
+        0, ge=0, le=1_000_000,
+        description="bucket size, in requests; 0 = `CLEANCUT_RATE_LIMIT_PER_MINUTE`",
+        json_schema_extra=_doc("access"))
+    rate_limit_max_clients: int = Field(
+        10_000, ge=1, le=10_000_000,
+        description="buckets kept (the least recently used is dropped)",
+        json_schema_extra=_doc("access"))
+    trusted_proxies: CsvList = Field(
+        [],
+        description="IPs/CIDRs whose `X-Forwarded-For` is believed; none = `X-Forwarded-For` "
+        "is ignored",
+        json_schema_extra=_doc(
+            "access", warning="a listed address can claim to forward any client address: rate "
+            "limits per client and the access log then take its word. List only your own "
+            "reverse proxies, never a network that clients share."))
+    cors_origins: CsvList = Field(
+        [],
+        description="origins allowed by CORS (`scheme://host[:port]`, or `*`); none = CORS off",
+        json_schema_extra=_doc(
+            "access", warning="web pages of the listed origins may call the service from their "
+            "visitors' browsers, and `*` lets any web page do so. List only your own front "
+            "ends."))
 
     @classmethod
     def settings_customise_sources(  # type: ignore[override]
@@ -121,16 +341,6 @@ class Settings(BaseSettings):
             value = value.split(",")
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return parse_entries(value, "CLEANCUT_API_KEYS")
-        return value
-
-    @field_validator("allow_anonymous", "metrics_public", mode="before")
-    @classmethod
-    def _strict_bool(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text not in ("true", "false", "1", "0"):
-                raise ValueError("use true, false, 1 or 0")
-            return text in ("true", "1")
         return value
 
     @field_validator("trusted_proxies", mode="after")
@@ -173,15 +383,21 @@ class Settings(BaseSettings):
         return self.queue_size or 4 * self.effective_workers()
 
 
+def env_var(name: str) -> str:
+    """The environment variable of field ``name``: ``port`` -> ``CLEANCUT_PORT``."""
+    return f"CLEANCUT_{name.upper()}"
+
+
 def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from ``environ`` (default: the process environment) plus explicit overrides.
 
-    Raises :class:`~cleancut.errors.InvalidParameter` naming the ``CLEANCUT_*`` variable at fault.
+    Raises :class:`~cleancut.errors.InvalidSetting` whose detail lists every malformed
+    ``CLEANCUT_*`` variable at once (``.variable`` names the first) and points to the reference.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name in Settings.model_fields:
-        key = f"CLEANCUT_{name.upper()}"
+        key = env_var(name)
         if key in env:
             values[name] = env[key]
     if "model_dir" not in values:
@@ -190,8 +406,135 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CLEANCUT_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        field = str(exc.errors()[0]["loc"][0]) if exc.errors() else "settings"
-        raise InvalidParameter(field, f"invalid setting: {problems}") from exc
+        problems = [_problem(err) for err in exc.errors()]
+        first = problems[0][0] if problems else "CLEANCUT_*"
+        listed = "; ".join(f"{var}: {msg}" if not msg.startswith(var) else msg
+                           for var, msg in problems)
+        count = f"{len(problems)} invalid settings" if len(problems) != 1 else "invalid setting"
+        raise InvalidSetting(first, f"{count}: {listed} (see {DOCS})") from exc
+
+
+def _problem(err: ErrorDetails) -> tuple[str, str]:
+    """(variable, message) of one pydantic error. Pydantic's own messages never quote the
+    input (``hide_input_in_errors``: it may be an API key); our validators quote only values
+    that are not secrets."""
+    loc = err.get("loc") or ()
+    var = env_var(str(loc[0])) if loc else "CLEANCUT_*"
+    if err.get("type") == "value_error" and "error" in err.get("ctx", {}):
+        message = str(err["ctx"]["error"])  # our own validators' words, without "Value error, "
+    else:
+        message = str(err.get("msg", "invalid"))
+    if len(loc) > 1 and isinstance(loc[1], int):
+        message = f"item {loc[1] + 1}: {message}"
+    return var, message
+
+
+# --- the reference ----------------------------------------------------------------------------
+
+def _extra(info: FieldInfo) -> JsonDict:
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def _type_text(info: FieldInfo) -> str:
+    annotation: Any = info.annotation
+    optional = False
+    if get_origin(annotation) in (Union, UnionType) and NoneType in get_args(annotation):
+        optional = True
+        (annotation,) = [a for a in get_args(annotation) if a is not NoneType]
+    origin = get_origin(annotation)
+    if origin is Literal:
+        text = "one of " + ", ".join(f"`{a}`" for a in get_args(annotation))
+    elif origin in (list, tuple):
+        text = "comma-separated list"
+    else:
+        names = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "path"}
+        text = names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    bounds = _bounds(info)
+    if bounds:
+        text += f", {bounds}"
+    return text + (", optional" if optional else "")
+
+
+def _bounds(info: FieldInfo) -> str:
+    """``0 to 256``, ``≥ 1``, ``> 0 and ≤ 3600``: the range a number field accepts."""
+    signs = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+    found = {kind: getattr(item, kind) for item in info.metadata
+             if isinstance(item, (Ge, Gt, Le, Lt)) for kind in signs if hasattr(item, kind)}
+    if "ge" in found and "le" in found:
+        return f"{found['ge']} to {found['le']}"
+    return " and ".join(f"{signs[k]} {v}" for k, v in found.items())
+
+
+def _default_text(name: str, info: FieldInfo) -> str:
+    shown = _extra(info).get("default_doc")
+    if isinstance(shown, str):
+        return shown
+    if info.default_factory is not None:  # it depends on the machine: say how, in the field
+        raise ValueError(f"{name}: a default_factory needs _doc(default=...) for the reference")
+    value = info.default
+    if value is None or value == [] or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{int(value) if value.is_integer() else value}`"
+    if isinstance(value, (list, tuple)):
+        return "`" + ",".join(str(v) for v in value) + "`"
+    return f"`{value}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def reference_markdown() -> str:
+    """The settings reference (``docs/settings.md``) as Markdown, from the fields of
+    :class:`Settings`: name, type, default and meaning, by section. Pure: reads no environment,
+    prints nothing."""
+    by_section: dict[str, list[tuple[str, FieldInfo]]] = {key: [] for key in _SECTIONS}
+    for name, info in Settings.model_fields.items():
+        section = _extra(info).get("section")
+        if not isinstance(section, str) or section not in by_section:
+            raise ValueError(f"{name}: json_schema_extra needs a section, one of {list(_SECTIONS)}")
+        by_section[section].append((name, info))
+    out = [
+        "# Settings",
+        "",
+        "<!-- Generated from src/cleancut/config.py by scripts/gen-docs: edit the descriptions "
+        "there and run scripts/gen-docs. tests/test_settings.py fails when this file is stale. "
+        "-->",
+        "",
+        "Every setting is an environment variable `CLEANCUT_<NAME>`, read once at start-up by "
+        "the CLI (`cleancut`, including `cleancut serve`), by `python -m cleancut.server` and by "
+        "`cleancut.config.load()` in the library (which can also build `Settings(...)` "
+        "directly). The flags of `cleancut serve` (`--host`, `--port`, `--workers`, `--models`, "
+        "`--allow-anonymous`) take precedence over the variables.",
+        "",
+        "- Lists are comma-separated (`CLEANCUT_MODELS=u2net,u2netp`); spaces around items are "
+        "ignored.",
+        "- Booleans are `true`, `false`, `1` or `0`, in any case; anything else (`yes`, `on`, "
+        "an empty value) is an error.",
+        "- Units are in the names: `_S` seconds, `_BYTES` bytes, `_PX` pixels.",
+        "- A malformed value stops start-up with one error (code `invalid_setting`) that lists "
+        "every malformed variable.",
+        "- ⚠️ marks a setting that weakens security when changed from its default: read the "
+        "warning under its table, and the threat model in [SECURITY.md](../SECURITY.md).",
+    ]
+    for key, (title, lead) in _SECTIONS.items():
+        out += ["", f"## {title}", ""]
+        if lead:
+            out += [lead, ""]
+        out += ["| Variable | Type | Default | Meaning |", "|---|---|---|---|"]
+        warnings: list[str] = []
+        for name, info in by_section[key]:
+            var = env_var(name)
+            warning = _extra(info).get("security_warning")
+            mark = " ⚠️" if warning else ""
+            if isinstance(warning, str):
+                warnings += ["", "> [!WARNING]", f"> **`{var}`**: {warning}"]
+            meaning = info.description or ""
+            out.append(f"| `{var}`{mark} | {_cell(_type_text(info))} | "
+                       f"{_cell(_default_text(name, info))} | {_cell(meaning)} |")
+        out += warnings
+    return "\n".join(out) + "\n"

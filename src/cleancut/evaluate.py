@@ -20,14 +20,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from .engine import Engine, Options, Session
 from .errors import InvalidParameter
-
-if TYPE_CHECKING:
-    from .engine import Engine, Session
 
 __all__ = [
     "BETA2",
@@ -80,7 +78,8 @@ def f_beta(precision: np.ndarray, recall: np.ndarray, beta2: float = BETA2) -> n
     """Fβ from precision and recall (0 where both are 0)."""
     num = (1 + beta2) * precision * recall
     den = beta2 * precision + recall
-    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    out: np.ndarray = np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    return out
 
 
 def mae(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -173,7 +172,8 @@ def _s_region(x: np.ndarray, gt: np.ndarray) -> float:
         (slice(cy, rows), slice(0, cx)),
         (slice(cy, rows), slice(cx, cols)),
     )
-    return sum(w * _ssim(x[q], gt[q]) for w, q in zip((w1, w2, w3, w4), quads, strict=True))
+    return float(sum(w * _ssim(x[q], gt[q])
+                     for w, q in zip((w1, w2, w3, w4), quads, strict=True)))
 
 
 # --- dataset-level ----------------------------------------------------------------------------
@@ -268,8 +268,6 @@ def iter_predictions(
     engine: Engine, session: Session, pairs: list[tuple[Path, Path]]
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
     """(name, predicted 8-bit mask, ground truth, seconds) for each pair, through the pipeline."""
-    from .engine import Options
-
     options = Options.create(only_mask=True)
     for image_path, mask_path in pairs:
         started = time.perf_counter()
@@ -310,67 +308,3 @@ METRICS = {
     "s_measure": "structure measure, Fan et al. 2017, alpha 0.5",
     "mean_f": "mean over thresholds of the same Fβ curve",
 }
-
-
-def run_command(
-    engine: Engine, root: Path, models: list[str], limit: int | None, json_out: str | None
-) -> dict[str, Any]:
-    """``cleancut eval``: score each model, show a progress bar and a table, write the JSON."""
-    import json
-    import sys
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    if limit is not None and limit < 1:
-        raise InvalidParameter("limit", "--limit must be at least 1")
-    pairs, unmatched = dataset_pairs(root, limit)
-    sessions = {name: engine.session(name) for name in models}  # fail early, with the store's word
-    started = time.perf_counter()
-    results: dict[str, Any] = {}
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        for name, session in sessions.items():
-            task = progress.add_task(f"scoring {name}", total=len(pairs))
-            scores = evaluate(
-                engine, session, pairs, on_each=lambda _n, t=task: progress.advance(t)
-            )
-            results[name] = {**scores.summary(), "sha256": session.sha256}
-    report = {
-        "dataset": str(root),
-        "pairs": len(pairs),
-        "images_without_mask": unmatched,
-        "limit": limit,
-        "models": results,
-        "elapsed_s": round(time.perf_counter() - started, 3),
-        "metrics": METRICS,
-    }
-    table = Table(title=f"{root.name}: {len(pairs)} images")
-    for column in ("model", "max Fβ", "MAE", "IoU@0.5", "S-measure", "ms/image"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for name, r in results.items():
-        table.add_row(
-            name,
-            f"{r['max_f']:.4f}",
-            f"{r['mae']:.4f}",
-            f"{r['iou']:.4f}",
-            f"{r['s_measure']:.4f}",
-            f"{r['ms_per_image']:.0f}",
-        )
-    text = json.dumps(report, indent=2)
-    Console(stderr=json_out == "-").print(table)
-    if json_out == "-":
-        print(text)
-    elif json_out:
-        from ._fs import atomic_write_bytes
-
-        atomic_write_bytes(Path(json_out), (text + "\n").encode())
-        print(f"wrote {json_out}", file=sys.stderr)
-    return report

@@ -49,6 +49,18 @@ def test_the_issue_client_verbatim_gets_a_png_with_real_transparency(
     assert 'filename="input-cutout.png"' in response.headers["Content-Disposition"]
 
 
+def test_a_pipeline_warning_reaches_the_client_in_a_header(server: Server,
+                                                           photo: bytes) -> None:
+    # a background threshold of 0 leaves the trimap without background, so matting falls back
+    response = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                           data={"model": "u2netp", "a": "true", "ab": "0"})
+    assert response.status_code == 200
+    assert response.headers["X-Cleancut-Warning"].startswith("alpha matting failed")
+    plain = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                        data={"model": "u2netp"})
+    assert "X-Cleancut-Warning" not in plain.headers
+
+
 def test_foreground_headers_match_the_alpha(server: Server, photo: bytes) -> None:
     response = server.post("/api/remove", files={"file": ("p.jpg", photo)},
                            data={"model": "u2netp"})
@@ -316,3 +328,31 @@ def test_wrong_method_is_405_json(server: Server) -> None:
     response = requests.put(server.url + "/api/remove", timeout=60)
     assert response.status_code == 405
     assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_options_lists_every_option_of_the_table_with_the_installed_models(
+    server: Server,
+) -> None:
+    from cleancut.engine import OPTIONS
+
+    rows = server.get("/api/options").json()["options"]
+    assert [r["name"] for r in rows] == [s.name for s in OPTIONS if "api" in s.doors]
+    by_name = {r["name"]: r for r in rows}
+    assert {"u2net", "u2netp"} <= set(by_name["model"]["choices"])
+    assert by_name["model"]["default"] == server.get("/api/models").json()["default"]
+    assert by_name["only_mask"]["field"] == "return_mask"
+    assert by_name["alpha_matting_erode_size"] | {"minimum": 0, "maximum": 64} == \
+        by_name["alpha_matting_erode_size"]
+    assert all(r["label"] and r["help"] for r in rows)
+
+
+def test_every_listed_field_is_taken_by_remove(server: Server, photo: bytes) -> None:
+    rows = server.get("/api/options").json()["options"]
+    fields = {r["field"]: r for r in rows}
+    # each option sent under its listed field changes the answer the way its row says
+    mask = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                       data={fields["model"]["field"]: "u2netp", "return_mask": "true"})
+    assert open_image(mask.content).mode == "L"
+    on_white = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                           data={"model": "u2netp", "bgcolor": "white", "format": "jpeg"})
+    assert on_white.headers["Content-Type"] == "image/jpeg"

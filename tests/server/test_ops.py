@@ -117,14 +117,16 @@ def test_openapi_documents_every_route_and_parameter(server: Server) -> None:
     spec = server.get("/openapi.json").json()
     assert {"/api/remove", "/api/models", "/api/limits", "/v1.0/removebg", "/v1.0/account",
             "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
-    ref = spec["paths"]["/api/remove"]["post"]["requestBody"]["content"][
-        "multipart/form-data"]["schema"]["$ref"]
-    props = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+    props = spec["paths"]["/api/remove"]["post"]["requestBody"]["content"][
+        "multipart/form-data"]["schema"]["properties"]
     for name in ("file", "model", "return_mask", "om", "alpha_matting", "a",
                  "alpha_matting_foreground_threshold", "af", "alpha_matting_background_threshold",
                  "ab", "alpha_matting_erode_size", "ae", "post_process_mask", "ppm", "bgcolor",
                  "bgc", "premultiplied", "format", "quality"):
         assert props[name].get("description"), name
+    query = {p["name"] for p in spec["paths"]["/api/remove"]["get"]["parameters"]}
+    assert set(props) - {"file"} <= query  # GET ?url= takes the same fields
+    assert "/api/options" in spec["paths"]
     compat = spec["paths"]["/v1.0/removebg"]["post"]["requestBody"]["content"]
     fields = compat["multipart/form-data"]["schema"]["properties"]
     for name in ("image_file", "image_file_b64", "image_url", "size", "type", "format",

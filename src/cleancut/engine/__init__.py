@@ -1,8 +1,8 @@
 """The pipeline and its stages."""
 
 from .imageio import Decoded, Limits, decode, encode
-from .options import Options, parse_color
-from .pipeline import Engine, Result
+from .options import OPTIONS, Options, OptionSpec, parse_color
+from .pipeline import STAGES, Engine, Job, Result
 from .session import Session
 
 __all__ = [
@@ -11,8 +11,12 @@ __all__ = [
     "decode",
     "encode",
     "Options",
+    "OptionSpec",
+    "OPTIONS",
     "parse_color",
     "Engine",
+    "Job",
     "Result",
+    "STAGES",
     "Session",
 ]

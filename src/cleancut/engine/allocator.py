@@ -18,6 +18,7 @@ import ctypes.util
 import logging
 import platform
 import threading
+from collections.abc import Callable
 
 __all__ = ["keep_large_buffers"]
 
@@ -45,9 +46,10 @@ def keep_large_buffers() -> bool:
             return False
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-            ok = libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
-            ok = libc.mallopt(_M_ARENA_MAX, ARENA_MAX) == 1 and ok
+            mallopt: Callable[[int, int], int] = libc.mallopt  # int mallopt(int, int)
+            ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            ok = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
+            ok = mallopt(_M_ARENA_MAX, ARENA_MAX) == 1 and ok
         except (OSError, AttributeError) as exc:
             log.debug("malloc thresholds left as they are: %s", exc)
             return False

@@ -263,7 +263,7 @@ def _fast_png(im: Image.Image, icc: bytes | None) -> bytes:
     import fpng  # imported here: it registers a Pillow save plugin when imported
 
     channels = 4 if im.mode == "RGBA" else 3
-    png = fpng.from_bytes(im.tobytes(), im.width, im.height, channels)
+    png: bytes = fpng.from_bytes(im.tobytes(), im.width, im.height, channels)
     if not icc:
         return png
     body = b"ICC profile\0\0" + zlib.compress(icc)

@@ -97,8 +97,8 @@ def alpha_matting(
         try:
             _solve_band(rgb, trimap, unknown, alpha, foreground, max_pixels)
         except Exception as exc:  # pymatting/numba raise assorted errors; never fail the request
+            # the caller hears of it through Result.warnings (the CLI's stderr, a header)
             message = f"alpha matting failed ({type(exc).__name__}: {exc}); plain cutout returned"
-            log.warning(message)
             return compose(color, mask, Options()), [message]
     out_alpha = np.clip(alpha * 255.0, 0, 255).astype(np.uint8)
     out_rgb = np.clip(foreground * 255.0, 0, 255).astype(np.uint8)

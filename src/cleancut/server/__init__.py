@@ -54,12 +54,14 @@ def run(settings: Settings) -> None:
     goes to stderr and the process exits with status 1.
 
     This entry point (and only it) sets up the process: logging (:mod:`.accesslog`), the one
-    temporary directory the service writes to, and uvicorn's connection limits. On SIGTERM the
-    service drains: requests in flight finish (up to ``shutdown_grace_s``), new ones get 503,
-    and ``run`` returns normally.
+    temporary directory the service writes to, Pillow's bomb guard and the allocator
+    (:func:`~cleancut.engine.process.configure_process`), and uvicorn's connection limits. On
+    SIGTERM the service drains: requests in flight finish (up to ``shutdown_grace_s``), new ones
+    get 503, and ``run`` returns normally.
     """
     import uvicorn
 
+    from ..engine.process import configure_process
     from ..errors import CleancutError
     from .accesslog import configure_logging
     from .auth import check_exposure
@@ -67,6 +69,7 @@ def run(settings: Settings) -> None:
 
     _use_tmp_dir(settings)
     configure_logging(settings)
+    configure_process(settings)  # Pillow's bomb guard and the allocator, before any thread
     try:
         check_exposure(settings)  # before the models load: the refusal comes at once
         engine = preflight(settings)

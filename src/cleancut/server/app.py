@@ -1,17 +1,12 @@
-"""The app factory, the service state kept on ``app.state.service`` and the start-up sequence."""
+"""The app factory: routes, error handlers and the middleware stack over a :class:`ServiceState`."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.formparsers import MultiPartParser
 from starlette.middleware import Middleware
 
@@ -19,12 +14,11 @@ from .. import __version__
 from ..apikeys import KeyTable
 from ..config import Settings
 from ..engine import Engine
-from ..errors import CleancutError, NotReady
 from . import errors, native, ops, removebg, ui
 from .accesslog import AccessLogMiddleware
 from .auth import AuthMiddleware
 from .bodylimit import BodyLimitMiddleware, body_limit
-from .context import ContextMiddleware, RequestContext
+from .context import ContextMiddleware
 from .cors import cors_middleware
 from .drain import Drain, DrainMiddleware
 from .errors import COMPAT_PREFIX
@@ -32,67 +26,10 @@ from .metrics import Metrics
 from .proxies import TrustedProxies
 from .ratelimit import RateLimitMiddleware
 from .security import SecurityHeadersMiddleware
+from .state import ServiceState
 from .workers import WorkerPool
 
-__all__ = ["build_app", "ServiceState", "service_of"]
-
-log = logging.getLogger("cleancut.server")
-T = TypeVar("T")
-
-
-@dataclass
-class ServiceState:
-    settings: Settings
-    engine: Engine
-    metrics: Metrics
-    pool: WorkerPool
-    ready: threading.Event = field(default_factory=threading.Event)
-    load_error: str | None = None
-    loaded: dict[str, float] = field(default_factory=dict)  # model -> load seconds
-
-    async def process(self, fn: Callable[[float], T], *, ctx: RequestContext | None = None,
-                      deadline: float | None = None) -> T:
-        """Run ``fn(deadline)`` on the worker pool under the request deadline (a monotonic time;
-        default: request_timeout_s from now), once the models are warm. ``ctx`` gets the
-        queue wait, for the access log."""
-        if not self.ready.is_set():
-            raise NotReady(self.load_error or "models are still loading; retry shortly")
-        timeout = self.settings.request_timeout_s
-        if deadline is None:
-            deadline = time.monotonic() + timeout
-        end = deadline
-
-        def started(wait_s: float) -> None:
-            if ctx is not None:
-                ctx.queue_ms = wait_s * 1e3
-
-        return await self.pool.run(lambda: fn(end), deadline=end, timeout_s=timeout,
-                                   on_start=started)
-
-    def load_models(self) -> None:
-        """Load and warm every start-up model (runs on a thread; sets ``ready``)."""
-        try:
-            for name in self.settings.models:
-                session = self.engine.session(name)
-                session.warm_up()
-                self.loaded[name] = session.load_seconds
-                self.metrics.model_load.labels(model=name).set(session.load_seconds)
-        except CleancutError as exc:
-            self.load_error = f"start-up models could not be loaded: {exc.detail}"
-            log.error("%s", self.load_error)
-            return
-        self.ready.set()
-        self.metrics.ready.set(1)
-        # Compile the matting kernels now (cached on disk after the first time) rather than in
-        # the first request that asks for matting; readiness does not wait for it.
-        from ..engine.mask import warm_up_matting
-
-        for warning in warm_up_matting():
-            log.warning("%s", warning)
-
-
-def service_of(request: Request) -> ServiceState:
-    return request.app.state.service  # type: ignore[no-any-return]
+__all__ = ["build_app"]
 
 
 def build_app(settings: Settings, engine: Engine | None = None) -> FastAPI:

@@ -48,10 +48,10 @@ def context_in(scope: Scope) -> RequestContext | None:
 
 
 def context_of(request: Request) -> RequestContext:
-    ctx = request.scope.get(_SCOPE_KEY)
+    ctx: RequestContext | None = request.scope.get(_SCOPE_KEY)
     if ctx is None:  # a request that did not pass the middleware (direct ASGI calls in tests)
         ctx = request.scope[_SCOPE_KEY] = RequestContext(uuid.uuid4().hex)
-    return ctx  # type: ignore[no-any-return]
+    return ctx
 
 
 def _incoming_id(scope: Scope) -> str | None:

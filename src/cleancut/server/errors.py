@@ -17,7 +17,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import CleancutError, InputError, RetryLater, UnknownModel
+from ..errors import (
+    CleancutError,
+    HttpError,
+    InputError,
+    InvalidBody,
+    InvalidParameter,
+    MethodNotAllowed,
+    RetryLater,
+    RouteNotFound,
+    UnknownModel,
+)
 from .context import context_of
 from .security import headers_for
 
@@ -73,11 +83,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "header")]
-    field = loc[0] if loc else "body"
-    detail = f"{field}: {first.get('msg', 'invalid value')}"
-    entry = {"code": f"invalid_{field}", "title": "Invalid parameter", "detail": detail,
-             "field": field}
-    return _respond(request, 400, entry)
+    field = loc[0][:40] if loc else "body"
+    error = InvalidParameter(field, f"{field}: {first.get('msg', 'invalid value')}")
+    return _respond(request, 400, error.to_dict())
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -86,14 +94,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         phrase = HTTPStatus(exc.status_code).phrase
     except ValueError:
         phrase = "Error"
-    code = phrase.lower().replace(" ", "_").replace("-", "_")
-    if exc.status_code == 400:
-        code = "invalid_body"  # the body cannot be parsed (broken multipart, bad encoding, ...)
     detail = exc.detail if isinstance(exc.detail, str) else phrase
+    error: CleancutError
     if exc.status_code == 404:
-        detail = f"no route {request.url.path}; see /docs for the API"
-    entry = {"code": code, "title": phrase, "detail": detail}
-    return _respond(request, exc.status_code, entry, dict(exc.headers or {}) or None)
+        error = RouteNotFound(f"no route {request.url.path}; see /docs for the API")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(detail)
+    elif exc.status_code == 400:  # the body cannot be parsed (broken multipart, encoding, ...)
+        error = InvalidBody(detail)
+    else:
+        error = HttpError(detail, exc.status_code)
+    return _respond(request, exc.status_code, error.to_dict(), dict(exc.headers or {}) or None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

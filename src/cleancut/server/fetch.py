@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3.exceptions
@@ -261,11 +261,17 @@ class _Watchdog:
             self._fd = -1
 
 
-class _Watched:
+if TYPE_CHECKING:  # the mixin below always comes before an HTTPConnection in the MRO
+    _ConnectionBase = HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class _Watched(_ConnectionBase):
     _watchdog: _Watchdog
 
     def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        sock = super()._new_conn()
         self._watchdog.watch(sock)
         return sock
 

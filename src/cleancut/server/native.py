@@ -1,36 +1,75 @@
 """The native API: ``POST /api/remove``, ``GET /api/remove?url=`` (when URL input is on),
-``GET /api/models``, ``GET /api/limits``."""
+``GET /api/options``, ``GET /api/models``, ``GET /api/limits``.
+
+Its form and query fields, their OpenAPI description and ``GET /api/options`` are derived from
+the engine's option table (:data:`cleancut.engine.OPTIONS`); this module only translates.
+"""
 
 from __future__ import annotations
 
-import inspect
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
-from ..engine import Options
+from ..engine import OPTIONS, Options, OptionSpec, Result
 from ..engine.imageio import ALLOWED_FORMATS
 from ..engine.options import FORMATS
 from ..errors import FileTooLarge, InvalidParameter, ModelNotInstalled
 from .context import context_of
 from .openapi import ERROR_RESPONSES, IMAGE_RESPONSE
-from .params import parse_bool, parse_int, pick
+from .state import service_of
 from .urlinput import check_enabled, fetch_url
 
-__all__ = ["router", "read_upload", "check_model", "image_headers"]
+__all__ = ["router", "read_upload", "check_model", "image_headers", "API_OPTIONS"]
 
 router = APIRouter(tags=["native"])
 
-_BOOL = "Boolean: true/false, 1/0, on/off or yes/no."
+API_OPTIONS: tuple[OptionSpec, ...] = tuple(spec for spec in OPTIONS if "api" in spec.doors)
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+_TYPE_WORDS = {
+    "boolean": "Boolean: true/false, 1/0, on/off or yes/no.",
+    "color": "",
+    "model": "",
+}
 
 
-def _f(description: str) -> Any:
-    return Form(description=description)
+def _description(spec: OptionSpec) -> str:
+    words = [spec.help, _TYPE_WORDS.get(spec.kind, "")]
+    if spec.kind == "integer" and spec.low is not None:
+        words.append(f"{spec.low:g}-{spec.high:g}.")
+    if spec.default is not None and spec.kind != "model":
+        default = str(spec.default).lower() if isinstance(spec.default, bool) else spec.default
+        words.append(f"Default {default}.")
+    return " ".join(w for w in words if w)
+
+
+def _field_docs() -> list[tuple[str, str]]:
+    """(name, description) of every form / query field, aliases after their option."""
+    docs = []
+    for spec in API_OPTIONS:
+        docs.append((spec.field, _description(spec)))
+        docs.extend((alias, f"Another name of {spec.field}.") for alias in spec.names[1:])
+    return docs
+
+
+def _request_body() -> dict[str, Any]:
+    props: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description":
+                                      "The image: JPEG, PNG, WebP, BMP, TIFF or GIF (by "
+                                      "content)."}}
+    props.update({name: {"type": "string", "description": text} for name, text in _field_docs()})
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": props, "required": ["file"]}}}}
+
+
+def _query_docs() -> list[dict[str, Any]]:
+    return [{"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": text} for name, text in _field_docs()]
 
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
@@ -45,8 +84,6 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 
 def check_model(request: Request, name: str) -> str:
     """The model ``name`` if it is known and installed; else 400 naming the field."""
-    from .app import service_of
-
     store = service_of(request).engine.store
     store.spec(name)  # UnknownModel
     if not store.is_installed(name):
@@ -56,14 +93,19 @@ def check_model(request: Request, name: str) -> str:
     return name
 
 
-def image_headers(request: Request, width: int, height: int, model: str,
-                  foreground: tuple[int, int, int, int] | None) -> dict[str, str]:
-    headers = {"X-Width": str(width), "X-Height": str(height), "X-Model": model}
-    if foreground is not None:
-        left, top, fg_width, fg_height = foreground
+def image_headers(result: Result) -> dict[str, str]:
+    """What every image response says about its result: size, model, subject, warnings."""
+    headers = {"X-Width": str(result.width), "X-Height": str(result.height),
+               "X-Model": result.model}
+    if result.foreground is not None:
+        left, top, fg_width, fg_height = result.foreground
         headers.update({"X-Foreground-Top": str(top), "X-Foreground-Left": str(left),
                         "X-Foreground-Width": str(fg_width),
                         "X-Foreground-Height": str(fg_height)})
+    if result.warnings:
+        # one header line, printable ASCII only: the warnings are the pipeline's own words
+        text = "; ".join(" ".join(w.split()) for w in result.warnings)
+        headers["X-Cleancut-Warning"] = text.encode("ascii", "replace").decode()[:1000]
     return headers
 
 
@@ -78,127 +120,30 @@ def _download_name(filename: str | None, only_mask: bool, fmt: str) -> str:
     summary="Remove the background of one image",
     response_class=Response,
     responses={**IMAGE_RESPONSE, **ERROR_RESPONSES},
+    openapi_extra={"requestBody": _request_body()},
 )
-async def remove(
-    request: Request,
-    file: Annotated[UploadFile | None, File(
-        description="The image: JPEG, PNG, WebP, BMP, TIFF or GIF (by content).")] = None,
-    model: Annotated[str | None, _f("Model name (see GET /api/models); default: the "
-                                    "service's default model.")] = None,
-    return_mask: Annotated[str | None, _f(f"Return the mask (greyscale) instead of the cutout. "
-                                          f"{_BOOL} Default false.")] = None,
-    only_mask: Annotated[str | None, _f("The library's name of return_mask.")] = None,
-    om: Annotated[str | None, _f("Short name of return_mask.")] = None,
-    post_process_mask: Annotated[str | None, _f(f"Smooth the mask (morphological clean-up). "
-                                                f"{_BOOL} Default false.")] = None,
-    ppm: Annotated[str | None, _f("Short name of post_process_mask.")] = None,
-    alpha_matting: Annotated[str | None, _f(f"Refine edges with alpha matting (slower). "
-                                            f"{_BOOL} Default false.")] = None,
-    a: Annotated[str | None, _f("Short name of alpha_matting.")] = None,
-    alpha_matting_foreground_threshold: Annotated[str | None, _f(
-        "Mask value above which a pixel is sure foreground, 0-255. Default 240.")] = None,
-    af: Annotated[str | None, _f("Short name of alpha_matting_foreground_threshold.")] = None,
-    alpha_matting_background_threshold: Annotated[str | None, _f(
-        "Mask value below which a pixel is sure background, 0-255. Default 10.")] = None,
-    ab: Annotated[str | None, _f("Short name of alpha_matting_background_threshold.")] = None,
-    alpha_matting_erode_size: Annotated[str | None, _f(
-        "Erosion of the sure regions in pixels, 0-64. Default 10.")] = None,
-    ae: Annotated[str | None, _f("Short name of alpha_matting_erode_size.")] = None,
-    bgcolor: Annotated[str | None, _f(
-        "Background colour instead of transparency: #rrggbb, #rrggbbaa, a CSS name or "
-        "R,G,B[,A]. Default: none (transparent).")] = None,
-    bgc: Annotated[str | None, _f("Short name of bgcolor.")] = None,
-    premultiplied: Annotated[str | None, _f(
-        f"Scale colours by alpha, as the reference tool does. {_BOOL} Default false.")] = None,
-    format: Annotated[str | None, _f(
-        "Output format: png, webp or jpeg (jpg). Default png. JPEG needs an opaque result "
-        "(bgcolor or only_mask).")] = None,
-    quality: Annotated[str | None, _f(
-        "1-100: JPEG quality, or lossy WebP at that quality. Default: JPEG 90, lossless WebP."
-    )] = None,
-) -> Response:
-    from .app import service_of
-
-    if file is None:
+async def remove(request: Request) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _FORM_TYPES:
         raise InvalidParameter("file", "send the image as the multipart/form-data field 'file'")
-    # Every parameter but the file, by its form-field name (the signature above is the list).
-    values = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
-    upload = file
+    form = await request.form(max_files=4, max_fields=64)
+    upload: UploadFile | None = None
+    values: dict[str, str | None] = {}
+    for key, item in form.multi_items():
+        if isinstance(item, UploadFile):
+            if key == "file":
+                upload = item
+        else:
+            values[key] = item
+    if upload is None:
+        raise InvalidParameter("file", "send the image as the multipart/form-data field 'file'")
+    file = upload
     max_bytes = service_of(request).engine.limits.max_bytes
 
     async def source(_deadline: float) -> bytes:
-        return await read_upload(upload, max_bytes)
+        return await read_upload(file, max_bytes)
 
     return await _remove(request, values, source, file.filename)
-
-
-_OPTION_NAMES = ("model", "return_mask", "only_mask", "om", "post_process_mask", "ppm",
-                 "alpha_matting", "a", "alpha_matting_foreground_threshold", "af",
-                 "alpha_matting_background_threshold", "ab", "alpha_matting_erode_size", "ae",
-                 "bgcolor", "bgc", "premultiplied", "format", "quality")
-
-
-def _options(values: Mapping[str, str | None]) -> Options:
-    v = values.get
-    return Options.create(
-        only_mask=parse_bool("return_mask", pick(("return_mask", v("return_mask")),
-                                                 ("only_mask", v("only_mask")), ("om", v("om")))),
-        post_process_mask=parse_bool("post_process_mask", pick(
-            ("post_process_mask", v("post_process_mask")), ("ppm", v("ppm")))),
-        alpha_matting=parse_bool("alpha_matting", pick(("alpha_matting", v("alpha_matting")),
-                                                       ("a", v("a")))),
-        alpha_matting_foreground_threshold=_int(
-            "alpha_matting_foreground_threshold", v("alpha_matting_foreground_threshold"),
-            "af", v("af"), 240),
-        alpha_matting_background_threshold=_int(
-            "alpha_matting_background_threshold", v("alpha_matting_background_threshold"),
-            "ab", v("ab"), 10),
-        alpha_matting_erode_size=_int("alpha_matting_erode_size", v("alpha_matting_erode_size"),
-                                      "ae", v("ae"), 10),
-        bgcolor=pick(("bgcolor", v("bgcolor")), ("bgc", v("bgc"))) or None,
-        premultiplied=parse_bool("premultiplied", v("premultiplied")),
-        format=v("format") or "png",
-        quality=parse_int("quality", v("quality"), None),
-    )
-
-
-async def _remove(request: Request, values: Mapping[str, str | None],
-                  source: Callable[[float], Awaitable[bytes]], filename: str | None) -> Response:
-    """Check the parameters, get the image bytes from ``source(deadline)``, process, answer."""
-    from .app import service_of
-
-    service = service_of(request)
-    ctx = context_of(request)
-    name = check_model(request, values.get("model") or service.settings.default_model)
-    options = _options(values)
-    deadline = time.monotonic() + service.settings.request_timeout_s
-    data = await source(deadline)
-    result = await service.process(
-        lambda end: service.engine.process(data, options, model=name, deadline=end),
-        ctx=ctx, deadline=deadline,
-    )
-    service.metrics.observe_stages(result.model, result.timings_ms)
-    ctx.record(image_format=result.source_format, width=result.width, height=result.height,
-               timings_ms=result.timings_ms)
-    headers = image_headers(request, result.width, result.height, result.model, result.foreground)
-    fmt = result.format or "png"
-    headers["Content-Disposition"] = (
-        f'inline; filename="{_download_name(filename, options.only_mask, fmt)}"'
-    )
-    return Response(result.data, media_type=result.media_type, headers=headers)
-
-
-def _query_docs() -> list[dict[str, Any]]:
-    """The POST form fields, documented as query parameters of the GET route."""
-    params = inspect.signature(remove, eval_str=True).parameters
-    docs = []
-    for name in _OPTION_NAMES:
-        meta = [m for m in getattr(params[name].annotation, "__metadata__", ())
-                if hasattr(m, "description")]
-        docs.append({"name": name, "in": "query", "required": False,
-                     "schema": {"type": "string"},
-                     "description": meta[0].description if meta else ""})
-    return docs
 
 
 @router.get(
@@ -216,14 +161,12 @@ async def remove_url(
         "allow-listed (CLEANCUT_URL_ALLOW_HOSTS). The other parameters are those of "
         "POST /api/remove, as query parameters."), max_length=4096)] = None,
 ) -> Response:
-    from .app import service_of
-
     settings = service_of(request).settings
     check_enabled(settings, "url")
     if not url:
         raise InvalidParameter("url", "give the image's address as ?url=https://...")
     target = url
-    values = {k: request.query_params.get(k) for k in _OPTION_NAMES}
+    values = dict(request.query_params)
 
     async def source(deadline: float) -> bytes:
         return await fetch_url(settings, target, "url", deadline)
@@ -231,16 +174,48 @@ async def remove_url(
     return await _remove(request, values, source, urlsplit(target).path.rsplit("/", 1)[-1])
 
 
-def _int(name: str, value: str | None, short: str, short_value: str | None, default: int) -> int:
-    parsed = parse_int(name, pick((name, value), (short, short_value)), default)
-    assert parsed is not None
-    return parsed
+async def _remove(request: Request, values: Mapping[str, str | None],
+                  source: Callable[[float], Awaitable[bytes]], filename: str | None) -> Response:
+    """Check the parameters, get the image bytes from ``source(deadline)``, process, answer."""
+    service = service_of(request)
+    ctx = context_of(request)
+    options = Options.from_fields(values, "api")
+    name = check_model(request, options.model or service.settings.default_model)
+    deadline = time.monotonic() + service.settings.request_timeout_s
+    data = await source(deadline)
+    result = await service.process(
+        lambda end: service.engine.process(data, options, model=name, deadline=end),
+        ctx=ctx, deadline=deadline,
+    )
+    service.metrics.observe_stages(result.model, result.timings_ms)
+    ctx.record(image_format=result.source_format, width=result.width, height=result.height,
+               timings_ms=result.timings_ms)
+    headers = image_headers(result)
+    fmt = result.format or "png"
+    headers["Content-Disposition"] = (
+        f'inline; filename="{_download_name(filename, options.only_mask, fmt)}"'
+    )
+    return Response(result.data, media_type=result.media_type, headers=headers)
+
+
+@router.get("/api/options", summary="The options of POST /api/remove, for forms and clients")
+async def options(request: Request) -> dict[str, Any]:
+    """Every option with its type, bounds, default and help; ``webui`` marks those the WebUI
+    shows. The model option lists the installed models as its choices."""
+    service = service_of(request)
+    store = service.engine.store
+    rows = []
+    for spec in API_OPTIONS:
+        row = spec.describe()
+        if spec.kind == "model":
+            row["choices"] = [n for n in store.names() if store.is_installed(n)]
+            row["default"] = service.settings.default_model
+        rows.append(row)
+    return {"options": rows}
 
 
 @router.get("/api/models", summary="The installed models")
 async def models(request: Request) -> dict[str, Any]:
-    from .app import service_of
-
     service = service_of(request)
     store = service.engine.store
     rows = []
@@ -261,8 +236,6 @@ async def models(request: Request) -> dict[str, Any]:
 
 @router.get("/api/limits", summary="The limits in force, to check before uploading")
 async def limits(request: Request) -> dict[str, Any]:
-    from .app import service_of
-
     s = service_of(request).settings
     return {
         "max_upload_bytes": s.max_upload_bytes,

@@ -11,6 +11,7 @@ from .. import __version__
 from .context import context_of
 from .errors import error_body
 from .metrics import CONTENT_TYPE
+from .state import service_of
 
 __all__ = ["router"]
 
@@ -28,8 +29,6 @@ async def healthz() -> dict[str, Any]:
     responses={503: {"description": "Still loading, or a model failed to load"}},
 )
 async def readyz(request: Request) -> Any:
-    from .app import service_of
-
     service = service_of(request)
     if not service.ready.is_set():
         detail = service.load_error or "models are still loading"
@@ -43,6 +42,4 @@ async def readyz(request: Request) -> Any:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE: {}}}})
 async def metrics(request: Request) -> Response:
-    from .app import service_of
-
     return Response(service_of(request).metrics.render(), media_type=CONTENT_TYPE)

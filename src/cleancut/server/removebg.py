@@ -9,29 +9,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import re
 import time
-import zipfile
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
-from ..engine import Engine, Options, imageio
-from ..engine.mask import foreground_box
-from ..engine.options import OutputFormat
-from ..errors import FileTooLarge, InvalidParameter, ProcessingTimeout
+from ..engine import Options, Result
+from ..engine.options import parse_bool
+from ..errors import FileTooLarge, InvalidParameter
 from .context import context_of
-from .layout import Layout, apply_layout, fit, parse_layout, size_limit
-from .native import check_model, read_upload
+from .native import check_model, image_headers, read_upload
 from .openapi import ERROR_SCHEMA
-from .params import parse_bool
 from .removebg_schema import request_body_schema
+from .state import service_of
 from .urlinput import check_enabled, fetch_url
 
 __all__ = ["router"]
@@ -43,29 +37,12 @@ _TYPES = {"auto", "person", "product", "animal", "car", "car_interior", "car_par
 _FORMATS = {"auto", "png", "jpg", "jpeg", "webp", "zip"}
 _UNSUPPORTED = ("bg_image_file",)
 
-
-@dataclass(frozen=True)
-class _Job:
-    payload: bytes | str  # uploaded bytes, or base64 text decoded on the worker
-    options: Options
-    model: str
-    max_pixels: int | None
-    layout: Layout
-    zip: bool
-    background: bytes | None = None  # bg_image_url's image: the cutout goes over it, scaled
-    encode_format: OutputFormat | None = None  # when it differs from options.format
-
-
-@dataclass
-class _Output:
-    data: bytes
-    media_type: str
-    width: int
-    height: int
-    foreground: tuple[int, int, int, int] | None
-    timings_ms: dict[str, float]
-    model: str
-    source_format: str | None = None
+# remove.bg's size values -> most output pixels (None: the original, up to the service's limits)
+SIZES: dict[str, int | None] = {
+    "preview": 250_000, "small": 250_000, "regular": 250_000,
+    "medium": 1_500_000, "hd": 4_000_000,
+    "full": None, "4k": None, "50mp": None, "auto": None,
+}
 
 
 async def _read_params(
@@ -94,7 +71,8 @@ async def _read_params(
             elif isinstance(value, (str, int, float)):
                 values[key] = str(value)
             elif value is not None:
-                raise InvalidParameter(str(key)[:40], f"{str(key)[:40]} must be a string")
+                raise InvalidParameter("body", f"{str(key)[:40]!r} must be a string, a number "
+                                       "or a boolean")
     elif ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.form(max_files=4, max_fields=64, max_part_size=b64_limit)
         for key, item in form.multi_items():
@@ -120,8 +98,6 @@ def _bg_color(value: str | None) -> str | None:
 
 
 def _model_for(request: Request, values: dict[str, str]) -> tuple[str, str]:
-    from .app import service_of
-
     service = service_of(request)
     kind = (values.get("type") or "auto").strip().lower()
     if kind not in _TYPES:
@@ -147,58 +123,6 @@ def _decode_b64(text: str, max_bytes: int) -> bytes:
     return data
 
 
-def _work(engine: Engine, job: _Job, deadline: float) -> _Output:
-    def check(stage: str) -> None:
-        if time.monotonic() > deadline:
-            raise ProcessingTimeout(f"request ran past its deadline before {stage}")
-
-    started = time.perf_counter()
-    data = job.payload if isinstance(job.payload, bytes) else \
-        _decode_b64(job.payload, engine.limits.max_bytes)
-    decoded = engine.decode(data)
-    color, icc = imageio.cmyk_to_rgb(decoded.image, decoded.icc_profile)
-    image = fit(imageio.to_color(color), job.max_pixels)
-    decode_ms = (time.perf_counter() - started) * 1e3
-    check("inference")
-    result = engine.cut(image, job.options, model=job.model)
-    check("encode")
-    started = time.perf_counter()
-    bg = job.options.bgcolor
-    fill: tuple[int, ...] | int = 0 if result.image.mode == "L" else (
-        (0, 0, 0, 0) if result.image.mode == "RGBA" else tuple((bg or (255, 255, 255))[:3]))
-    out, alpha = apply_layout([result.image, result.alpha], result.foreground, [fill, 0],
-                              job.layout)
-    box = result.foreground if job.layout.is_identity else foreground_box(alpha)
-    if job.background is not None and out.mode == "RGBA":
-        out = _over_background(engine, out, job.background)
-    if job.zip:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
-            archive.writestr("color.jpg", imageio.encode(out.convert("RGB"), "jpeg",
-                                                         quality=job.options.quality))
-            archive.writestr("alpha.png", imageio.encode(alpha, "png"))
-        body, media_type = buf.getvalue(), "application/zip"
-    else:
-        fmt = job.encode_format or job.options.format
-        body = imageio.encode(out, fmt, icc_profile=None if job.options.only_mask else icc,
-                              quality=job.options.quality)
-        media_type = imageio.MEDIA_TYPES[fmt]
-    timings = {"decode": decode_ms, **result.timings_ms,
-               "encode": (time.perf_counter() - started) * 1e3}
-    return _Output(body, media_type, out.width, out.height, box, timings, result.model,
-                   decoded.format)
-
-
-def _over_background(engine: Engine, cutout: Image.Image, data: bytes) -> Image.Image:
-    """``cutout`` (RGBA) over the image ``data``, scaled to cover and centred: an RGB image."""
-    decoded = engine.decode(data)
-    color, _icc = imageio.cmyk_to_rgb(decoded.image, decoded.icc_profile)
-    bg = ImageOps.fit(imageio.to_color(color).convert("RGB"), cutout.size,
-                      Image.Resampling.LANCZOS).convert("RGBA")
-    bg.alpha_composite(cutout)
-    return bg.convert("RGB")
-
-
 @router.post(
     "/v1.0/removebg",
     summary="Remove the background (remove.bg-compatible)",
@@ -218,8 +142,6 @@ def _over_background(engine: Engine, cutout: Image.Image, data: bytes) -> Image.
     },
 )
 async def removebg(request: Request) -> Response:
-    from .app import service_of
-
     service = service_of(request)
     ctx = context_of(request)
     deadline = time.monotonic() + service.settings.request_timeout_s
@@ -235,15 +157,53 @@ async def removebg(request: Request) -> Response:
     for name in ("image_url", "bg_image_url"):
         if values.get(name):
             check_enabled(service.settings, name)
-    for name in _UNSUPPORTED:
-        if values.get(name):
-            raise InvalidParameter(name, f"{name} is not supported; use bg_color")
+    if values.get("bg_image_file"):
+        raise InvalidParameter("bg_image_file", "bg_image_file is not supported; use bg_color "
+                               "or bg_image_url")
     for name in ("semitransparency", "add_shadow"):
         parse_bool(name, values.get(name))
     if (values.get("type_level") or "latest").lower() not in ("none", "1", "2", "latest"):
         raise InvalidParameter("type_level", "type_level must be none, 1, 2 or latest")
-    max_pixels = size_limit(values.get("size") or "preview")
+    options, bg_url = _options(values)
     model, kind = _model_for(request, values)
+    payload: bytes | str  # uploaded bytes, or base64 text decoded on the worker
+    if upload is not None:
+        payload = await read_upload(upload, max_bytes)
+    elif given[0] == "image_url":
+        payload = await fetch_url(service.settings, values["image_url"], "image_url", deadline)
+    else:
+        payload = values["image_file_b64"]
+    background = await fetch_url(service.settings, bg_url, "bg_image_url", deadline) \
+        if bg_url else None
+
+    def work(end: float) -> Result:
+        data = payload if isinstance(payload, bytes) else _decode_b64(payload, max_bytes)
+        return service.engine.process(data, options, model=model, deadline=end,
+                                      background=background)
+
+    result = await service.process(work, ctx=ctx, deadline=deadline)
+    service.metrics.observe_stages(result.model, result.timings_ms)
+    ctx.record(image_format=result.source_format, width=result.width, height=result.height,
+               timings_ms=result.timings_ms)
+    headers = {**image_headers(result), "X-Type": kind, "X-Credits-Charged": "0"}
+    fg: dict[str, int] = {}
+    if result.foreground is not None:
+        left, top, width, height = result.foreground
+        fg = {"foreground_top": top, "foreground_left": left,
+              "foreground_width": width, "foreground_height": height}
+    assert result.data is not None
+    if "application/json" in request.headers.get("accept", "").lower():
+        return JSONResponse({"data": {"result_b64": base64.b64encode(result.data).decode(),
+                                      **fg}}, headers=headers)
+    return Response(result.data, media_type=result.media_type, headers=headers)
+
+
+def _options(values: dict[str, str]) -> tuple[Options, str | None]:
+    """remove.bg's parameters as the engine's options, and the background image's URL."""
+    size = (values.get("size") or "preview").strip().lower()
+    if size not in SIZES:
+        raise InvalidParameter("size", f"size {size!r:.40} is not one of preview, small, "
+                               "regular, medium, hd, full, 4k, 50MP, auto")
     fmt = (values.get("format") or "auto").strip().lower()
     if fmt not in _FORMATS:
         raise InvalidParameter("format", f"format {fmt!r:.40} is not one of auto, png, jpg, "
@@ -253,53 +213,28 @@ async def removebg(request: Request) -> Response:
         raise InvalidParameter("channels", "channels must be rgba or alpha")
     only_mask = channels == "alpha"
     bgcolor = _bg_color(values.get("bg_color"))
-    bg_url = None if only_mask else values.get("bg_image_url")
+    bg_url = None if only_mask else values.get("bg_image_url") or None
     if bg_url and bgcolor:
         raise InvalidParameter("bg_image_url", "send only one of bg_color and bg_image_url")
     if fmt == "auto":
         fmt = "jpeg" if (bgcolor or bg_url) and not only_mask else "png"
     elif fmt == "jpg" and not only_mask and bgcolor is None and not bg_url:
         bgcolor = "white"  # JPEG has no transparency: remove.bg puts the subject on white
-    fmt = "jpeg" if fmt == "jpg" else fmt
-    # Over a background image the engine makes the transparent cutout; _work encodes the result.
-    options = Options.create(only_mask=only_mask, bgcolor=bgcolor,
-                             format="png" if fmt == "zip" or bg_url else fmt)
-    layout = parse_layout(parse_bool("crop", values.get("crop")), values.get("crop_margin"),
-                          values.get("scale"), values.get("position"))
-    payload: bytes | str
-    if upload is not None:
-        payload = await read_upload(upload, max_bytes)
-    elif given[0] == "image_url":
-        payload = await fetch_url(service.settings, values["image_url"], "image_url", deadline)
-    else:
-        payload = values["image_file_b64"]
-    background = await fetch_url(service.settings, bg_url, "bg_image_url", deadline) \
-        if bg_url else None
-    job = _Job(payload, options, model, max_pixels, layout, fmt == "zip", background,
-               None if fmt == "zip" else cast(OutputFormat, fmt))
-    out = await service.process(lambda end: _work(service.engine, job, end),
-                                ctx=ctx, deadline=deadline)
-    service.metrics.observe_stages(out.model, out.timings_ms)
-    ctx.record(image_format=out.source_format, width=out.width, height=out.height,
-               timings_ms=out.timings_ms)
-    headers = {"X-Width": str(out.width), "X-Height": str(out.height), "X-Type": kind,
-               "X-Model": out.model, "X-Credits-Charged": "0"}
-    fg: dict[str, int] = {}
-    if out.foreground is not None:
-        left, top, width, height = out.foreground
-        fg = {"foreground_top": top, "foreground_left": left,
-              "foreground_width": width, "foreground_height": height}
-        headers.update({f"X-Foreground-{k.split('_')[1].title()}": str(v) for k, v in fg.items()})
-    if "application/json" in request.headers.get("accept", "").lower():
-        return JSONResponse({"data": {"result_b64": base64.b64encode(out.data).decode(), **fg}},
-                            headers=headers)
-    return Response(out.data, media_type=out.media_type, headers=headers)
+    # crop, crop_margin, scale and position are the engine's own rows, under the same names
+    geometry = {k: values.get(k) for k in ("crop", "crop_margin", "scale", "position")}
+    scale = (geometry["scale"] or "").strip().lower()
+    if scale and scale != "original" and not (geometry["position"] or "").strip():
+        geometry["position"] = "center"  # scaling the subject centres it unless told otherwise
+    placed = Options.from_fields(geometry, "removebg")
+    options = Options.create(only_mask=only_mask, bgcolor=bgcolor, max_pixels=SIZES[size],
+                             format="png" if fmt == "zip" else fmt, zip=fmt == "zip",
+                             crop=placed.crop, crop_margin=placed.crop_margin,
+                             scale=placed.scale, position=placed.position)
+    return options, bg_url
 
 
 @router.get("/v1.0/account", summary="Account and limits (remove.bg-compatible)")
 async def account(request: Request) -> dict[str, Any]:
-    from .app import service_of
-
     s = service_of(request).settings
     return {"data": {"attributes": {
         "credits": {"total": 0, "subscription": 0, "payg": 0, "enterprise": 0},

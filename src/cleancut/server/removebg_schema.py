@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.options import spec_of
+
 __all__ = ["FIELDS", "request_body_schema"]
 
 _STR = {"type": "string"}
@@ -34,22 +36,26 @@ FIELDS: dict[str, tuple[dict[str, Any], str]] = {
     "model": (_STR, "cleancut extension: the model to use (see GET /api/models); overrides type."),
     "format": ({"type": "string", "default": "auto",
                 "enum": ["auto", "png", "jpg", "webp", "zip"]},
-               "auto: PNG, or JPEG when bg_color is set. zip: color.jpg + alpha.png. "
-               "jpg without bg_color puts the subject on white."),
+               "auto: PNG, or JPEG when bg_color or bg_image_url is set. zip: color.jpg + "
+               "alpha.png. jpg without bg_color or bg_image_url puts the subject on white."),
     "channels": ({"type": "string", "default": "rgba", "enum": ["rgba", "alpha"]},
                  "rgba: the cutout; alpha: the mask only (greyscale)."),
     "bg_color": (_STR, "Background colour: hex (81d4fa, fff, #81d4fa77) or a colour name."),
-    "crop": ({**_BOOL, "default": False}, "Crop to the subject."),
-    "crop_margin": (_STR, "Margin around the cropped subject: 1, 2 or 4 values of px or % "
-                          "(e.g. 30px, 10%); at most 50% of the subject or 500 px a side."),
-    "scale": (_STR, "Subject size relative to the image: 10%-100%, or original (default)."),
-    "position": (_STR, "Subject position: original, center, or one or two percentages "
-                       "(horizontal vertical). Default original; center when scale is set."),
     "semitransparency": (_BOOL, "Accepted for compatibility; no effect."),
     "add_shadow": (_BOOL, "Accepted for compatibility; no effect."),
-    "bg_image_url": (_STR, "Not supported (400); use bg_color."),
-    "bg_image_file": ({"type": "string", "format": "binary"}, "Not supported (400)."),
+    "bg_image_url": (_STR, "A background image URL: the cutout goes over it, scaled to cover "
+                           "and centred. Refused (400) unless URL fetching is enabled "
+                           "(CLEANCUT_URL_FETCH_ENABLED), or together with bg_color; ignored "
+                           "with channels=alpha."),
+    "bg_image_file": ({"type": "string", "format": "binary"},
+                      "Not supported (400); use bg_color or bg_image_url."),
 }
+
+
+# the output geometry is the engine's own rows, under remove.bg's names
+FIELDS.update({name: ({**_BOOL, "default": False} if spec_of(name).kind == "boolean" else _STR,
+                      spec_of(name).help) for name in ("crop", "crop_margin", "scale", "position")})
+FIELDS["position"] = (_STR, FIELDS["position"][1] + " Default original; center when scale is set.")
 
 
 def request_body_schema() -> dict[str, Any]:

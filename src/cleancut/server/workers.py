@@ -57,7 +57,7 @@ class WorkerPool:
             self._admitted += 1
             self._publish()
 
-    def _release(self, _future: Future[object]) -> None:
+    def _release(self, _future: Future[T]) -> None:
         with self._lock:
             self._admitted -= 1
             self._publish()
@@ -111,7 +111,7 @@ class WorkerPool:
             self._abandon(future, control, started)
             raise
 
-    def _abandon(self, future: Future[object], control: RunControl, started: bool) -> None:
+    def _abandon(self, future: Future[T], control: RunControl, started: bool) -> None:
         """Give up a job: a queued one never starts, a running one's inference is terminated
         (the engine also stops at its next stage boundary, past the deadline)."""
         control.terminate()

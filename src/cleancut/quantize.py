@@ -26,15 +26,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameter, QuantizeDependencyMissing, QuantizeRejected
-from .store import InstalledModel, hash_file
-
-if TYPE_CHECKING:
-    from ..engine import Engine, Session
+from .engine import Engine, Session
+from .errors import InvalidParameter, QuantizeDependencyMissing, QuantizeRejected
+from .evaluate import evaluate
+from .models.store import InstalledModel, hash_file
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -139,21 +138,12 @@ def calibration_files(folder: Path) -> list[Path]:
 
 
 def prepare_inputs(engine: Engine, files: Sequence[Path], session: Session) -> list[np.ndarray]:
-    """Each file through the engine's decode and preprocess: 1×3×H×W float32 batches."""
-    from ..engine import imageio
-    from ..engine.pipeline import preprocess
-
-    batches = []
-    for path in files:
-        decoded = engine.decode(path.read_bytes())
-        color, _icc = imageio.cmyk_to_rgb(decoded.image, decoded.icc_profile)
-        color = imageio.to_color(color)
-        batches.append(preprocess(color.convert("RGB"), session.spec))
-    return batches
+    """Each file through the engine's stages up to the model's input: 1×3×H×W float32."""
+    return [engine.model_input(path.read_bytes(), session) for path in files]
 
 
 def _reader(quantization: Any, input_name: str, batches: list[np.ndarray]) -> Any:
-    class _Reader(quantization.CalibrationDataReader):  # type: ignore[misc, name-defined]
+    class _Reader(quantization.CalibrationDataReader):  # type: ignore[misc]  # an untyped base
         def __init__(self) -> None:
             self._it: Iterator[np.ndarray] = iter(batches)
 
@@ -246,8 +236,6 @@ def _quality(
     pairs: list[tuple[Path, Path]],
     on_each: Callable[[str], None] | None,
 ) -> dict[str, Any]:
-    from ..evaluate import evaluate
-
     base = evaluate(engine, fp32, pairs, on_each=on_each).summary()
     cand = evaluate(engine, int8, pairs, on_each=on_each).summary()
     return {
@@ -275,8 +263,6 @@ def quantize(
     on_eval_image: Callable[[str], None] | None = None,
 ) -> QuantizeReport:
     """Build, measure, gate and install ``NAME-int8`` from the verified ``NAME``."""
-    from ..engine import Session
-
     _deps()
     store = engine.store
     if store.metadata(name).get("derived_from"):
@@ -364,85 +350,3 @@ def quantize(
                 spec, fh, origin=f"derived: {name} (int8, static QDQ)", extra_meta=meta
             )
     return report
-
-
-# --- the command ------------------------------------------------------------------------------
-def _print(r: QuantizeReport) -> None:
-    print(
-        f"{r.name}: floor {r.fp32_ms:.1f} → {r.int8_ms:.1f} ms (median of {r.runs}, interleaved, "
-        f"threads {r.threads or 'default'}), {r.speedup:.2f}× faster (gate ≥ {SPEED_GATE}×); "
-        f"{r.fp32_size / 1e6:.1f} → {r.int8_size / 1e6:.1f} MB"
-    )
-    if r.quality:
-        q, a, b = r.quality, r.quality["fp32"], r.quality["int8"]
-        print(
-            f"{r.name}: on {q['count']} images max Fβ {a['max_f']:.4f} → {b['max_f']:.4f} "
-            f"({-q['max_f_loss']:+.4f}, gate ≥ −{MAX_F_LOSS_GATE}), MAE {a['mae']:.4f} → "
-            f"{b['mae']:.4f} ({q['mae_gain']:+.4f}, gate ≤ +{MAE_GAIN_GATE}), IoU {a['iou']:.4f} → "
-            f"{b['iou']:.4f}, S-measure {a['s_measure']:.4f} → {b['s_measure']:.4f}"
-        )
-    else:
-        print(f"{r.name}: quality not checked (give --eval DIR to score it)")
-    if r.installed:
-        forced = " despite failed gates (--force)" if r.failures else ""
-        print(f"{r.name}: installed at {r.installed.path}{forced} (sha256 {r.installed.sha256})")
-
-
-def run_command(engine: Engine, args: Any) -> QuantizeReport:
-    """``cleancut models quantize`` (``args`` from the CLI's parser): print what was measured."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    if not args.calibration:
-        raise InvalidParameter(
-            "calibration",
-            "give --calibration DIR: a folder of photos like the ones you will process, and not "
-            "your evaluation set (a handful is enough; the test suite uses the 8 photos in "
-            "tests/fixtures/golden/inputs)",
-        )
-    if args.runs < 3:
-        raise InvalidParameter("runs", "--runs must be at least 3")
-    pairs = None
-    if args.eval:
-        from ..evaluate import dataset_pairs
-
-        pairs, _unmatched = dataset_pairs(Path(args.eval), args.limit)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("scoring fp32, then int8", total=2 * len(pairs or ()), visible=False)
-    try:
-        with bar:
-            report = quantize(
-                engine,
-                args.name,
-                Path(args.calibration),
-                exclude=args.exclude or (),
-                default_excludes=not args.no_default_excludes,
-                eval_pairs=pairs,
-                runs=args.runs,
-                force=args.force,
-                log=lambda msg: bar.console.print(f"cleancut: {msg}"),
-                on_eval_image=lambda _n: bar.update(task, visible=True, advance=1),
-            )
-    except QuantizeRejected as exc:
-        _finish(exc.measured, args.json)
-        raise
-    _finish(report, args.json)
-    return report
-
-
-def _finish(report: QuantizeReport, json_out: str | None) -> None:
-    import json
-    import sys
-
-    _print(report)
-    if json_out:
-        from .._fs import atomic_write_bytes
-
-        atomic_write_bytes(Path(json_out), json.dumps(report.to_dict(), indent=2).encode())
-    sys.stdout.flush()
