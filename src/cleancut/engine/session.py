@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelLoadFailed, ProcessingTimeout
+from ..errors import ModelLoadFailed, ModelRunFailed, ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import InstalledModel, ModelStore
 
@@ -101,7 +101,8 @@ class Session:
             except Exception as exc:  # onnxruntime raises untyped errors; we check our own flag
                 if run_options is not None and run_options.terminate:
                     raise ProcessingTimeout(_STOPPED) from exc
-                raise
+                raise ModelRunFailed(f"model {self.name!r} failed on its input "
+                                     f"({type(exc).__name__}); see the service log") from exc
         result: np.ndarray = out[0]  # onnxruntime is untyped: run() returns a list of arrays
         return result
 

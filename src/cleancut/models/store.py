@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from .._fs import atomic_write_bytes
 from ..errors import InvalidParameter, ModelChecksumMismatch, ModelNotInstalled, UnknownModel
@@ -42,7 +42,7 @@ def hash_file(path: Path) -> tuple[str, str, int]:
         return hash_stream(fh)
 
 
-def hash_stream(fh: BinaryIO) -> tuple[str, str, int]:
+def hash_stream(fh: IO[bytes]) -> tuple[str, str, int]:
     sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     while chunk := fh.read(_CHUNK):
         sha.update(chunk)
@@ -147,7 +147,7 @@ class ModelStore:
     def install_file(
         self,
         spec: ModelSpec,
-        source: BinaryIO,
+        source: IO[bytes],
         *,
         origin: str,
         extra_meta: dict[str, Any] | None = None,
@@ -190,7 +190,7 @@ class ModelStore:
         }
         meta.update(extra_meta or {})  # e.g. a derived model's parent and recipe
         if spec.custom:
-            meta["spec"] = {k: v for k, v in asdict(spec).items() if k not in {"carrier", "extra"}}
+            meta["spec"] = {k: v for k, v in asdict(spec).items() if k != "carrier"}
         atomic_write_bytes(
             self.model_dir / f"{spec.name}.json", json.dumps(meta, indent=2).encode()
         )
@@ -253,8 +253,9 @@ class ModelStore:
                 "verified": verified,
                 "size_bytes": path.stat().st_size if installed else spec.size_bytes,
                 "licence": spec.licence,
+                "licence_notes": spec.licence_notes or None,
                 "source": (self.metadata(name).get("source") if installed else None)
-                or (spec.carrier.requirement if spec.carrier else "import only"),
+                or (spec.carrier.label if spec.carrier else "import only"),
                 "input_size": list(spec.input_size),
             }
 
@@ -287,5 +288,5 @@ def _spec_from_meta(meta: dict[str, Any]) -> ModelSpec:
     raw["sources"] = tuple(raw.get("sources", ()))
     raw["custom"] = True
     raw["sha256"] = meta.get("sha256")
-    allowed = set(ModelSpec.__dataclass_fields__) - {"carrier", "extra"}
+    allowed = set(ModelSpec.__dataclass_fields__) - {"carrier"}
     return ModelSpec(**{k: v for k, v in raw.items() if k in allowed})
