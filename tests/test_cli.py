@@ -101,6 +101,18 @@ def test_a_pipeline_warning_goes_to_stderr(tmp_path: Path) -> None:
     assert png(out.read_bytes()).mode == "RGBA"
 
 
+def test_i_json_report_has_the_confidence(tmp_path: Path) -> None:
+    import json
+
+    out, report = tmp_path / "out.png", tmp_path / "report.json"
+    proc = run("i", "-m", "u2netp", "--json", str(report), str(PHOTO), str(out))
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(report.read_text())
+    assert body["model"] == "u2netp" and 0.0 <= body["confidence"] <= 1.0
+    assert body["output"] == str(out) and body["warnings"] == []
+    assert {"decode", "inference", "encode"} <= set(body["timings_ms"])
+
+
 def test_i_recognises_images_by_content_not_name(tmp_path: Path) -> None:
     disguised = tmp_path / "really-a-png.jpg"
     shutil.copy(GOLDEN / "inputs" / "logo.png", disguised)

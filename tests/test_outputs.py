@@ -75,7 +75,7 @@ def test_an_opaque_background_is_blended_by_alpha(
     photo: bytes, photo_rgb: np.ndarray, mask: np.ndarray, settings: Settings
 ) -> None:
     bg = np.array([30, 144, 255], dtype=np.float64)
-    out = open_image(_remove(photo, settings, bgcolor="#1e90ff"))
+    out = open_image(_remove(photo, settings, bgcolor="#1e90ff", decontaminate=False))
     assert out.mode == "RGB"  # nothing transparent is left
     a = mask[..., None] / 255.0
     expected = photo_rgb * a + bg * (1.0 - a)  # out = fg·α + bg·(1−α), not fg·α² (the reference)
@@ -87,12 +87,23 @@ def test_an_opaque_background_is_blended_by_alpha(
     assert mad(np.asarray(out, dtype=np.float64)[edge], expected[edge]) <= 0.5
 
 
+def test_a_background_is_blended_with_the_cleaned_edge_colours_by_default(
+    photo: bytes, mask: np.ndarray, settings: Settings
+) -> None:
+    bg = np.array([30, 144, 255], dtype=np.float64)
+    cutout = open_image(_remove(photo, settings))  # decontaminated by default
+    fg = np.asarray(cutout, dtype=np.float64)[..., :3]
+    out = np.asarray(open_image(_remove(photo, settings, bgcolor="#1e90ff")), dtype=np.float64)
+    a = mask[..., None] / 255.0
+    assert np.abs(out - (fg * a + bg * (1.0 - a))).max() <= 1.0
+
+
 def test_a_translucent_background_is_composited_over(
     photo: bytes, photo_rgb: np.ndarray, mask: np.ndarray, settings: Settings
 ) -> None:
     bg = np.array([30, 144, 255], dtype=np.float64)
     bg_a = 128 / 255.0
-    out = open_image(_remove(photo, settings, bgcolor="30,144,255,128"))
+    out = open_image(_remove(photo, settings, bgcolor="30,144,255,128", decontaminate=False))
     assert out.mode == "RGBA"
     a = mask / 255.0
     out_a = a + bg_a * (1.0 - a)  # Porter-Duff "over"

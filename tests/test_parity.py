@@ -6,7 +6,9 @@ matching cleancut options, and compared with tolerances (``fixtures/golden/READM
 - alpha: mean absolute difference <= 0.5 on 0-255 and IoU(alpha > 127) >= 0.995
   (alpha matting is iterative: mean absolute difference <= 2);
 - ``premultiplied=True`` reproduces the reference's composite, so its RGB matches too;
-- the default straight-alpha cutout keeps the input's RGB wherever alpha > 0.
+- the straight-alpha cutout keeps the input's RGB wherever alpha > 0;
+- all of it with ``decontaminate=False``: by default cleancut re-estimates the colour of the soft
+  edges (where the reference keeps the old background's), and only there.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ def _cases(*names: str) -> list[Any]:
 
 
 def _run(entry: dict[str, Any], settings: Settings, **options: Any) -> np.ndarray:
-    out = cleancut.remove(
-        input_bytes(entry["input"]), model=entry["model"], settings=settings, **options
-    )
+    # the reference does not clean edge colours: parity is with decontaminate off
+    out = cleancut.remove(input_bytes(entry["input"]), model=entry["model"], settings=settings,
+                          **{"decontaminate": False, **options})
     assert out[:8] == b"\x89PNG\r\n\x1a\n", "bytes in must give PNG bytes out by default"
     return open_image(out)
 
@@ -113,6 +115,19 @@ def test_straight_cutout_keeps_input_rgb(
     got_rgb = np.asarray(got)[..., :3][visible]
     src_rgb = np.asarray(source)[visible]
     assert np.array_equal(got_rgb, src_rgb)
+
+
+@pytest.mark.parametrize("entry", _cases("cutout"))
+def test_the_default_cutout_changes_colours_only_in_the_soft_edge(
+    entry: dict[str, Any], settings: Settings, model_dir
+) -> None:
+    plain = np.asarray(_run(entry, settings))
+    cleaned = np.asarray(open_image(cleancut.remove(
+        input_bytes(entry["input"]), model=entry["model"], settings=settings)))
+    assert np.array_equal(plain[..., 3], cleaned[..., 3])  # the same alpha
+    a = plain[..., 3]
+    solid = (a == 0) | (a >= 240)
+    assert np.array_equal(plain[..., :3][solid], cleaned[..., :3][solid])
 
 
 @pytest.mark.parametrize("entry", _cases("alpha_matting"))

@@ -107,6 +107,7 @@ def remove(
     *,
     session: Session | None = None,
     settings: Settings | None = None,
+    hints: Any = None,
     **options: Any,
 ) -> Any:
     """Remove the background of ``data``; the result is of the same kind.
@@ -120,7 +121,9 @@ def remove(
     ``alpha_matting``, ...; ``cleancut.OPTIONS`` lists them with their help); ``model``
     defaults to ``CLEANCUT_DEFAULT_MODEL`` (u2net), and ``session`` (from :func:`new_session`)
     overrides it. ``premultiplied=True`` reproduces the reference tool's cutout (RGB scaled by
-    alpha); the default is a correct straight-alpha cutout. Raises only
+    alpha); the default is a correct straight-alpha cutout. ``hints`` (an image of the photo's
+    size, as bytes, a path, a PIL image or an array: white keep, black remove, anything else no
+    opinion) and the ``keep`` / ``remove`` boxes fix a bad cut. Raises only
     :class:`CleancutError` subclasses for bad input.
     """
     from ._fs import read_image_file
@@ -128,20 +131,22 @@ def remove(
 
     chosen = Options.create(**options)
     engine = Engine(settings)
+    marks = _hint_image(hints, engine.limits.max_bytes)
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return engine.process(bytes(data), chosen, model=session).data
+        return engine.process(bytes(data), chosen, model=session, hints=marks).data
     if isinstance(data, (str, os.PathLike)):
-        return engine.process(
-            read_image_file(Path(data), engine.limits.max_bytes), chosen, model=session
-        ).data
+        return engine.process(read_image_file(Path(data), engine.limits.max_bytes), chosen,
+                              model=session, hints=marks).data
     from PIL import Image, ImageOps
 
     if isinstance(data, Image.Image):
-        return engine.cut(ImageOps.exif_transpose(data), chosen, model=session).image
+        return engine.cut(ImageOps.exif_transpose(data), chosen, model=session,
+                          hints=marks).image
     import numpy as np
 
     if isinstance(data, np.ndarray):
-        return np.asarray(engine.cut(_array_to_image(data), chosen, model=session).image)
+        return np.asarray(engine.cut(_array_to_image(data), chosen, model=session,
+                                     hints=marks).image)
     raise InvalidParameter(
         "data",
         f"cannot remove the background of a {type(data).__name__}; pass bytes, a path, "
@@ -151,16 +156,41 @@ def remove(
 
 def process(
     data: bytes, *, session: Session | None = None, settings: Settings | None = None,
-    **options: Any
+    hints: Any = None, **options: Any
 ) -> Result:
     """Like :func:`remove` for bytes, but returns the full :class:`Result` (size, bounding box,
-    per-stage timings, warnings) with the encoded output in ``Result.data``."""
+    per-stage timings, confidence, warnings) with the encoded output in ``Result.data``."""
     from .engine import Engine, Options
 
-    return Engine(settings).process(bytes(data), Options.create(**options), model=session)
+    engine = Engine(settings)
+    return engine.process(bytes(data), Options.create(**options), model=session,
+                          hints=_hint_image(hints, engine.limits.max_bytes))
 
 
-def _array_to_image(arr: np.ndarray) -> Image.Image:
+def _hint_image(hints: Any, max_bytes: int) -> Any:
+    """The hints as the engine takes them: encoded bytes (decoded under the limits) or a PIL
+    image."""
+    if hints is None or isinstance(hints, bytes):
+        return hints
+    if isinstance(hints, (bytearray, memoryview)):
+        return bytes(hints)
+    if isinstance(hints, (str, os.PathLike)):
+        from ._fs import read_image_file
+
+        return read_image_file(Path(hints), max_bytes)
+    from PIL import Image
+
+    if isinstance(hints, Image.Image):
+        return hints
+    import numpy as np
+
+    if isinstance(hints, np.ndarray):
+        return _array_to_image(hints, field="hints")
+    raise InvalidParameter("hints", f"hints must be an image (bytes, a path, a PIL image or an "
+                           f"array), not a {type(hints).__name__}")
+
+
+def _array_to_image(arr: np.ndarray, field: str = "data") -> Image.Image:
     import numpy as np
     from PIL import Image
 
@@ -170,7 +200,7 @@ def _array_to_image(arr: np.ndarray) -> Image.Image:
         or (arr.ndim == 3 and arr.shape[2] not in (3, 4))
     ):
         raise InvalidParameter(
-            "data", f"arrays must be uint8 H×W, H×W×3 or H×W×4; got {arr.dtype} {arr.shape}"
+            field, f"arrays must be uint8 H×W, H×W×3 or H×W×4; got {arr.dtype} {arr.shape}"
         )
     mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")
     return Image.fromarray(np.ascontiguousarray(arr), mode)

@@ -28,6 +28,7 @@ class BatchReport:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     warnings: list[tuple[Path, str]] = field(default_factory=list)  # done, with a caveat
+    confidence: dict[Path, float] = field(default_factory=dict)  # of each one done
 
     @property
     def ok(self) -> bool:
@@ -101,6 +102,8 @@ class Batch:
             assert result.data is not None
             atomic_write_bytes(dst, result.data)
             self.report.warnings.extend((src, warning) for warning in result.warnings)
+            if result.confidence is not None:
+                self.report.confidence[src] = result.confidence
         except CleancutError as exc:
             self.report.failed.append((src, f"{exc.code}: {exc.detail}"))
             return

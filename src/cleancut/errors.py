@@ -94,7 +94,7 @@ PARAMETER_FIELDS: frozenset[str] = frozenset({
     "alpha_matting_foreground_threshold", "alpha_matting_background_threshold",
     "alpha_matting_erode_size", "bgcolor", "premultiplied", "format", "quality", "max_pixels",
     "crop", "crop_margin", "scale", "position", "zip", "decontaminate", "keep", "remove",
-    "hints",
+    "hints", "fusion",
     # the native API and the library
     "file", "url", "data", "options",
     # the remove.bg-compatible API

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .engine import Engine, Options, Session
+from .engine.pipeline import Models
 from .errors import InvalidParameter
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
     "s_measure",
     "f_beta",
     "dataset_pairs",
+    "load_truth",
+    "band_of",
+    "sad",
     "evaluate",
 ]
 
@@ -185,9 +189,17 @@ class ImageScore:
     s_measure: float
     precision: np.ndarray  # 256 thresholds
     recall: np.ndarray
+    sad: float | None = None  # whole image, against the true alpha (8-bit ground truth only)
+    sad_band: float | None = None  # in the trimap's unknown band, where one is given
 
 
-def score_image(name: str, pred: np.ndarray, gt: np.ndarray) -> ImageScore:
+def score_image(name: str, pred: np.ndarray, gt: np.ndarray,
+                band: np.ndarray | None = None) -> ImageScore:
+    alpha_sad = band_sad = None
+    if gt.dtype == np.uint8 and pred.shape == gt.shape:
+        alpha_sad = sad(pred, gt)
+        if band is not None and band.shape == gt.shape:
+            band_sad = sad(pred, gt, band)
     gt = _as_gt(gt)
     if pred.shape != gt.shape:
         raise InvalidParameter(
@@ -196,7 +208,8 @@ def score_image(name: str, pred: np.ndarray, gt: np.ndarray) -> ImageScore:
             f"{gt.shape[1]}×{gt.shape[0]}",
         )
     p, r = pr_curve(pred, gt)
-    return ImageScore(name, mae(pred, gt), iou(pred, gt), s_measure(pred, gt), p, r)
+    return ImageScore(name, mae(pred, gt), iou(pred, gt), s_measure(pred, gt), p, r,
+                      alpha_sad, band_sad)
 
 
 @dataclass
@@ -228,9 +241,16 @@ class Scores:
             "mae": float(np.mean([s.mae for s in self.images])),
             "iou": float(np.mean([s.iou for s in self.images])),
             "s_measure": float(np.mean([s.s_measure for s in self.images])),
+            "sad": _mean([s.sad for s in self.images]),
+            "sad_band": _mean([s.sad_band for s in self.images]),
             "elapsed_s": round(self.elapsed_s, 3),
             "ms_per_image": round(1e3 * self.elapsed_s / self.count, 1),
         }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known and len(known) == len(values) else None
 
 
 def dataset_pairs(root: Path, limit: int | None = None) -> tuple[list[tuple[Path, Path]], int]:
@@ -257,17 +277,35 @@ def dataset_pairs(root: Path, limit: int | None = None) -> tuple[list[tuple[Path
     return pairs, unmatched
 
 
-def _load_gt(path: Path) -> np.ndarray:
+def load_truth(path: Path) -> np.ndarray:
+    """The ground truth as stored (8-bit): an alpha matte, or a mask binarised when scored."""
     from PIL import Image
 
     with Image.open(path) as im:
-        return np.asarray(im.convert("L")) > 127
+        return np.asarray(im.convert("L"))
+
+
+def band_of(mask_path: Path) -> np.ndarray | None:
+    """The unknown region of the trimap beside the mask (``trimaps/<stem>.png``), if any."""
+    trimap = mask_path.parent.parent / "trimaps" / mask_path.name
+    if not trimap.is_file():
+        return None
+    levels = load_truth(trimap)
+    band: np.ndarray = (levels > 0) & (levels < 255)
+    return band
+
+
+def sad(pred: np.ndarray, gt: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Sum of absolute differences of alpha in [0, 1], / 1000 (alpha matting's SAD)."""
+    diff = np.abs(pred.astype(np.float64) - gt.astype(np.float64)) / 255.0
+    return float((diff if where is None else diff[where]).sum() / 1000.0)
 
 
 def iter_predictions(
-    engine: Engine, session: Session, pairs: list[tuple[Path, Path]]
-) -> Iterator[tuple[str, np.ndarray, np.ndarray, float]]:
-    """(name, predicted 8-bit mask, ground truth, seconds) for each pair, through the pipeline."""
+    engine: Engine, session: Session | Models, pairs: list[tuple[Path, Path]]
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, float, np.ndarray | None]]:
+    """(name, predicted 8-bit mask, 8-bit ground truth, seconds, trimap band or None) for each
+    pair, through the pipeline."""
     options = Options.create(only_mask=True)
     for image_path, mask_path in pairs:
         started = time.perf_counter()
@@ -275,24 +313,25 @@ def iter_predictions(
         result = engine.cut(decoded.image, options, model=session)
         seconds = time.perf_counter() - started
         pred = np.asarray(result.image.convert("L"))
-        yield image_path.stem, pred, _load_gt(mask_path), seconds
+        yield image_path.stem, pred, load_truth(mask_path), seconds, band_of(mask_path)
 
 
 def evaluate(
     engine: Engine,
-    model: str | Session,
+    model: str | Session | Models,
     pairs: list[tuple[Path, Path]],
     *,
     on_each: Callable[[str], None] | None = None,
 ) -> Scores:
-    """Score ``model`` (a name in the engine's store, or a loaded session) on ``pairs``.
+    """Score ``model`` (a name in the engine's store, models joined by ``+``, or loaded
+    sessions) on ``pairs``.
 
     ``elapsed_s`` counts decode and the pipeline, not the scoring.
     """
-    session = engine.session(model) if isinstance(model, str) else model
+    session = engine.models(model) if isinstance(model, str) else model
     scores = Scores()
-    for name, pred, gt, seconds in iter_predictions(engine, session, pairs):
-        scores.add(score_image(name, pred, gt))
+    for name, pred, gt, seconds, band in iter_predictions(engine, session, pairs):
+        scores.add(score_image(name, pred, gt, band))
         scores.elapsed_s += seconds
         if on_each is not None:
             on_each(name)
@@ -307,4 +346,6 @@ METRICS = {
     "iou": "mean over images of IoU(pred >= 128, gt)",
     "s_measure": "structure measure, Fan et al. 2017, alpha 0.5",
     "mean_f": "mean over thresholds of the same Fβ curve",
+    "sad": "mean over images of Σ|α − α_true| / 1000, α in [0, 1] (alpha matting's SAD)",
+    "sad_band": "the same within the trimap's unknown band (trimaps/<stem>.png), if given",
 }

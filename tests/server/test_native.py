@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
+
+from cleancut.models import ModelStore
+from cleancut.models.catalog import CATALOG
 
 from .conftest import Server, has_transparency, open_image
 
@@ -295,14 +299,17 @@ def test_errors_carry_the_request_id(server: Server) -> None:
     assert response.json()["request_id"] == "trace-42"
 
 
-def test_models_lists_installed_models_with_size_and_licence(server: Server) -> None:
+def test_models_lists_installed_models_with_size_and_licence(server: Server,
+                                                            model_dir: Path) -> None:
     body = server.get("/api/models").json()
     names = [m["name"] for m in body["models"]]
-    assert names == ["u2net", "u2netp"]  # installed ones only, catalog order
+    store = ModelStore(model_dir)
+    assert names == [n for n in CATALOG if store.is_installed(n)]  # installed, catalog order
+    assert {"u2net", "u2netp"} <= set(names)
     for model in body["models"]:
-        assert model["input_size"] == [320, 320]
+        assert model["input_size"] == list(CATALOG[model["name"]].input_size)
         assert model["licence"]
-        assert model["loaded"] is True
+        assert model["loaded"] is (model["name"] in ("u2net", "u2netp"))  # the start-up ones
     assert body["default"] == "u2net"
 
 
@@ -356,3 +363,54 @@ def test_every_listed_field_is_taken_by_remove(server: Server, photo: bytes) -> 
     on_white = server.post("/api/remove", files={"file": ("p.jpg", photo)},
                            data={"model": "u2netp", "bgcolor": "white", "format": "jpeg"})
     assert on_white.headers["Content-Type"] == "image/jpeg"
+
+
+def test_every_image_response_carries_the_confidence(server: Server, photo: bytes) -> None:
+    response = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                           data={"model": "u2netp"})
+    assert 0.0 <= float(response.headers["X-Confidence"]) <= 1.0
+    compat = server.post("/v1.0/removebg", files={"image_file": ("p.jpg", photo)},
+                         data={"size": "full"})
+    assert compat.status_code == 200
+    assert 0.0 <= float(compat.headers["X-Confidence"]) <= 1.0
+
+
+def test_a_hint_image_and_keep_boxes_reach_the_cut(server: Server, photo: bytes) -> None:
+    size = open_image(photo).size
+    black = Image.new("RGBA", size, (0, 0, 0, 0))
+    black.paste((0, 0, 0, 255), (0, 0, size[0], size[1]))  # remove everything
+    buf = io.BytesIO()
+    black.save(buf, "PNG")
+    gone = server.post("/api/remove", files={"file": ("p.jpg", photo),
+                                             "hints": ("h.png", buf.getvalue())},
+                       data={"model": "u2netp", "return_mask": "true"})
+    assert gone.status_code == 200
+    assert open_image(gone.content).getextrema() == (0, 0)
+    kept = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                       data={"model": "u2netp", "return_mask": "true",
+                             "keep": f"[[0, 0, {size[0]}, {size[1]}]]"})
+    assert open_image(kept.content).getextrema() == (255, 255)
+
+
+@pytest.mark.parametrize(("files", "data", "code"), [
+    ({"hints": ("h.png", b"not an image")}, {}, "invalid_hints"),
+    ({}, {"hints": "white"}, "invalid_hints"),
+    ({}, {"keep": "[[0, 0, 0, 0]]"}, "invalid_keep"),
+    ({}, {"remove": "1,2,3"}, "invalid_remove"),
+    ({}, {"keep": "[[99999, 0, 5, 5]]"}, "invalid_keep"),
+])
+def test_bad_hints_are_400_naming_the_field(server: Server, photo: bytes, files: dict,
+                                            data: dict, code: str) -> None:
+    response = server.post("/api/remove", files={"file": ("p.jpg", photo), **files},
+                           data={"model": "u2netp", **data})
+    assert response.status_code == 400
+    assert error_of(response)["code"] == code
+
+
+def test_a_fused_model_is_named_in_the_answer(server: Server, photo: bytes) -> None:
+    response = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                           data={"model": "u2net+u2netp"})
+    assert response.status_code == 200 and response.headers["X-Model"] == "u2net+u2netp"
+    unknown = server.post("/api/remove", files={"file": ("p.jpg", photo)},
+                          data={"model": "u2net+nosuch"})
+    assert unknown.status_code == 400 and error_of(unknown)["code"] == "unknown_model"

@@ -125,7 +125,7 @@ def test_openapi_documents_every_route_and_parameter(server: Server) -> None:
                  "bgc", "premultiplied", "format", "quality"):
         assert props[name].get("description"), name
     query = {p["name"] for p in spec["paths"]["/api/remove"]["get"]["parameters"]}
-    assert set(props) - {"file"} <= query  # GET ?url= takes the same fields
+    assert set(props) - {"file", "hints"} <= query  # GET ?url= takes the same fields, not files
     assert "/api/options" in spec["paths"]
     compat = spec["paths"]["/v1.0/removebg"]["post"]["requestBody"]["content"]
     fields = compat["multipart/form-data"]["schema"]["properties"]

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("i", help="one image: INPUT [OUTPUT], '-' for stdin/stdout")
     p.add_argument("input")
     p.add_argument("output", nargs="?", default="-")
+    p.add_argument("--json", metavar="REPORT", help="write what was done (size, model, "
+                   "confidence, subject box, warnings, timings) as JSON to REPORT ('-': stderr)")
     add_option_flags(p)
     p.set_defaults(func=cmd_i, needs="engine")
 
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN_DIR")
     p.add_argument("output", metavar="OUT_DIR")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
+    p.add_argument("--json", metavar="REPORT", help="write each file's outcome and confidence "
+                   "as JSON to REPORT ('-': stderr)")
     p.add_argument(
         "-w",
         "--watch",

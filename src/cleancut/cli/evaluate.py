@@ -35,7 +35,7 @@ def cmd_eval(args: argparse.Namespace, engine: Engine) -> int:
     if limit is not None and limit < 1:
         raise InvalidParameter("limit", "--limit must be at least 1")
     pairs, unmatched = dataset_pairs(root, limit)
-    sessions = {name: engine.session(name) for name in models}  # fail early, with the store's word
+    sessions = {name: engine.models(name) for name in models}  # fail early, with the store's word
     started = time.perf_counter()
     results: dict[str, Any] = {}
     with Progress(
@@ -53,7 +53,8 @@ def cmd_eval(args: argparse.Namespace, engine: Engine) -> int:
                 progress.advance(task)
 
             scores = evaluate(engine, session, pairs, on_each=advance)
-            results[name] = {**scores.summary(), "sha256": session.sha256}
+            results[name] = {**scores.summary(),
+                             "sha256": "+".join(s.sha256 for s in session.sessions)}
     report = {
         "dataset": str(root),
         "pairs": len(pairs),
@@ -64,7 +65,8 @@ def cmd_eval(args: argparse.Namespace, engine: Engine) -> int:
         "metrics": METRICS,
     }
     table = Table(title=f"{root.name}: {len(pairs)} images")
-    for column in ("model", "max Fβ", "MAE", "IoU@0.5", "S-measure", "ms/image"):
+    for column in ("model", "max Fβ", "MAE", "IoU@0.5", "S-measure", "SAD", "SAD band",
+                   "ms/image"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, r in results.items():
         table.add_row(
@@ -73,6 +75,8 @@ def cmd_eval(args: argparse.Namespace, engine: Engine) -> int:
             f"{r['mae']:.4f}",
             f"{r['iou']:.4f}",
             f"{r['s_measure']:.4f}",
+            "-" if r["sad"] is None else f"{r['sad']:.1f}",
+            "-" if r["sad_band"] is None else f"{r['sad_band']:.1f}",
             f"{r['ms_per_image']:.0f}",
         )
     text = json.dumps(report, indent=2)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from rich.console import Console
@@ -30,7 +32,7 @@ def _suffix_format(path: str | None) -> str:
 
 def _model(engine: Engine, options: Options) -> str:
     name = options.model or engine.settings.default_model
-    engine.session(name)  # fail early, with the store's message, before any input is read
+    engine.models(name)  # fail early, with the store's message, before any input is read
     return name
 
 
@@ -47,6 +49,30 @@ def write_stdout(data: bytes) -> None:
 def warn(result: Result) -> None:
     for warning in result.warnings:
         print(f"cleancut: warning: {warning}", file=sys.stderr)
+
+
+def write_report(target: str | None, report: dict[str, Any]) -> None:
+    """The ``--json`` report: to a file (atomically), or to stderr for ``-`` (stdout may
+    carry the image)."""
+    if not target:
+        return
+    text = json.dumps(report, indent=2) + "\n"
+    if target == "-":
+        sys.stderr.write(text)
+    else:
+        atomic_write_bytes(Path(target), text.encode())
+
+
+def describe(result: Result) -> dict[str, Any]:
+    box = result.foreground
+    return {
+        "model": result.model, "width": result.width, "height": result.height,
+        "confidence": None if result.confidence is None else round(result.confidence, 4),
+        "foreground": None if box is None else dict(zip(("left", "top", "width", "height"), box,
+                                                        strict=True)),
+        "warnings": result.warnings,
+        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+    }
 
 
 def cmd_i(args: argparse.Namespace, engine: Engine) -> int:
@@ -70,6 +96,7 @@ def cmd_i(args: argparse.Namespace, engine: Engine) -> int:
         write_stdout(result.data)
     else:
         atomic_write_bytes(Path(args.output), result.data)
+    write_report(args.json, {"input": args.input, "output": args.output, **describe(result)})
     return 0
 
 
@@ -114,6 +141,14 @@ def cmd_p(args: argparse.Namespace, engine: Engine) -> int:
         print(f"  warning {path}: {warning}", file=sys.stderr)
     for path, reason in r.failed:
         print(f"  failed {path}: {reason}", file=sys.stderr)
+    write_report(args.json, {
+        "done": [{"input": str(p), "output": str(batch.output_for(p)),
+                  "confidence": None if p not in r.confidence else round(r.confidence[p], 4)}
+                 for p in r.done],
+        "skipped": [str(p) for p in r.skipped],
+        "failed": [{"input": str(p), "reason": reason} for p, reason in r.failed],
+        "warnings": [{"input": str(p), "warning": w} for p, w in r.warnings],
+    })
     return 0 if r.ok else 1
 
 
@@ -127,7 +162,7 @@ def cmd_b(args: argparse.Namespace, engine: Engine) -> int:
             f"frames of {width}×{height} exceed {engine.limits.max_pixels} "
             "pixels (CLEANCUT_MAX_PIXELS)"
         )
-    session = engine.session(_model(engine, options))
+    session = engine.models(_model(engine, options))
     frame_bytes = width * height * 3
     stdin = sys.stdin.buffer
     index = 0

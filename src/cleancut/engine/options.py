@@ -10,6 +10,7 @@ are all derived from these rows; adding an option is one row here plus the stage
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +51,10 @@ EVERY_DOOR: frozenset[Door] = frozenset({"library", "cli", "api", "webui"})
 GEOMETRY_DOORS: frozenset[Door] = frozenset({"library", "removebg"})
 
 Kind = Literal["model", "boolean", "integer", "color", "choice", "margin", "percent",
-               "position"]
+               "position", "boxes"]
+Box = tuple[int, int, int, int]  # left, top, width, height, in pixels of the photo
+HINT_DOORS: frozenset[Door] = frozenset({"library", "api"})
+MAX_BOXES = 1000
 
 _TRUE = frozenset({"true", "1", "on", "yes"})
 _FALSE = frozenset({"false", "0", "off", "no"})
@@ -202,6 +206,39 @@ def _parse_position(field: str, value: object) -> tuple[float, float] | None:
     return (values[0], values[-1])
 
 
+def _parse_boxes(field: str, value: object) -> tuple[Box, ...]:
+    """Rectangles (left, top, width, height): a list of 4-sequences, or text as JSON
+    (``[[10, 20, 30, 40], ...]``) or ``l,t,w,h;l,t,w,h``. Whether each lies inside the photo is
+    checked once the photo's size is known (:func:`cleancut.engine.hints.hint_map`)."""
+    items: object = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                raise InvalidParameter(field, f"{field} is not valid JSON; send "
+                                       "[[left, top, width, height], ...]") from None
+        else:
+            items = [part.split(",") for part in text.split(";") if part.strip()]
+    if not isinstance(items, list | tuple):
+        raise InvalidParameter(field, f"{field} must be a list of (left, top, width, height)")
+    if len(items) > MAX_BOXES:
+        raise InvalidParameter(field, f"{field} has {len(items)} boxes; at most {MAX_BOXES}")
+    boxes = []
+    for n, box in enumerate(items, 1):
+        if not isinstance(box, list | tuple) or len(box) != 4:
+            raise InvalidParameter(field, f"{field} box {n} must be four whole numbers: left, "
+                                   "top, width, height")
+        numbers = [parse_int(field, part.strip() if isinstance(part, str) else part, None)
+                   for part in box]
+        if any(v is None or v < 0 for v in numbers):
+            raise InvalidParameter(field, f"{field} box {n} needs four whole numbers ≥ 0")
+        left, top, width, height = (int(v or 0) for v in numbers)
+        boxes.append((left, top, width, height))
+    return tuple(boxes)
+
+
 def _parse_model(field: str, value: object) -> str | None:
     """A model's name as given: the model store decides whether it is one (UnknownModel)."""
     text = str(value)
@@ -265,7 +302,8 @@ class OptionSpec:
             text_or_seq = cast("str | Sequence[int]", value)
             return None if value in (None, "") else parse_color(text_or_seq, name)
         if self.kind == "choice":
-            choice = _FORMAT_ALIASES.get(str(value).lower().strip())
+            word = str(value).lower().strip()
+            choice = _FORMAT_ALIASES.get(word, word) if self.name == "format" else word
             if choice is None or choice not in self.choices:
                 raise InvalidParameter(
                     name, f"{name} {value!r:.40} is not one of {', '.join(self.choices)}"
@@ -293,6 +331,7 @@ class OptionSpec:
 
 
 _KIND_PARSERS: dict[str, Callable[[str, object], Any]] = {
+    "boxes": _parse_boxes,
     "margin": _parse_margin,
     "percent": _parse_scale,
     "position": _parse_position,
@@ -309,8 +348,13 @@ class Options:
     :meth:`from_fields` (a form's text) to get validation."""
 
     model: str | None = _row(None, OptionSpec(
-        "model", "Model", "Model name (see cleancut models list, or GET /api/models); "
-        "default: CLEANCUT_DEFAULT_MODEL.", aliases=("m",)))
+        "model", "Model", "Model name (see cleancut models list, or GET /api/models), installed "
+        "models joined by + to fuse their masks (u2net+isnet), or best (u2netp+isnet); default: "
+        "CLEANCUT_DEFAULT_MODEL.", aliases=("m",)))
+    fusion: str = _row("confident", OptionSpec(
+        "choice", "Fusion", "How the masks of fused models (model=a+b) are combined: confident "
+        "(per pixel, the surer model), mean, max (the union: keeps what either model found) or "
+        "logit (the mean of their log-odds).", choices=("confident", "mean", "max", "logit")))
     only_mask: bool = _row(False, OptionSpec(
         "boolean", "Mask only", "Return the mask (greyscale) instead of the cutout.",
         api_name="return_mask", aliases=("om",)))
@@ -329,6 +373,17 @@ class Options:
     alpha_matting_erode_size: int = _row(10, OptionSpec(
         "integer", "Matting erosion", "Erosion of the sure regions in pixels, 0 for none.",
         aliases=("ae",), low=0, high=64))
+    decontaminate: bool = _row(True, OptionSpec(
+        "boolean", "Clean edge colours", "Re-estimate the subject's colour where it is "
+        "semi-transparent, so no colour of the old background shows at the edges; false keeps "
+        "the photo's own colours."))
+    keep: tuple[Box, ...] = _row((), OptionSpec(
+        "boxes", "Keep boxes", "Rectangles that are subject, as left,top,width,height in pixels "
+        "of the photo (JSON [[l,t,w,h], ...] or l,t,w,h;l,t,w,h): forced opaque, the edges "
+        "around them re-solved from the photo.", doors=HINT_DOORS))
+    remove: tuple[Box, ...] = _row((), OptionSpec(
+        "boxes", "Remove boxes", "Rectangles that are background, as keep: forced transparent, "
+        "the edges around them re-solved from the photo.", doors=HINT_DOORS))
     bgcolor: Color | None = _row(None, OptionSpec(
         "color", "Background colour", "Background colour instead of transparency: #rrggbb, "
         "#rrggbbaa, a CSS name or R,G,B[,A].", aliases=("bgc",)))
@@ -445,7 +500,7 @@ def reference_markdown() -> str:
         if spec.choices:
             kind += ": " + ", ".join(spec.choices)
         default = "the default model" if spec.kind == "model" else (
-            "none" if spec.default is None else str(spec.default).lower()
+            "none" if spec.default in (None, ()) else str(spec.default).lower()
             if isinstance(spec.default, bool) else "none" if spec.name == "crop_margin"
             else str(spec.default))
         out.append(f"| `{spec.name}` | {flags} | {field} | {kind} | {default} | {spec.help} |")

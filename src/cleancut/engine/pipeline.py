@@ -1,6 +1,7 @@
 """The one pipeline: an ordered list of small stages over a job.
 
-decode → prepare → preprocess → inference → mask → compose → layout → background → encode
+decode → prepare → preprocess → inference → mask → hints → compose → layout → background →
+encode
 
 Every door (library, CLI, HTTP service, WebUI, the remove.bg-compatible API) goes through
 :class:`Engine`; none of them re-implements a stage. A stage reads what the stages before it left
@@ -19,21 +20,34 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..config import Settings
-from ..errors import ProcessingTimeout
+from ..errors import CleancutError, InvalidParameter, ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import ModelStore
 from . import imageio
+from .fusion import fuse
+from .hints import apply_hints, hint_map
 from .imageio import Decoded, Limits
 from .layout import apply_layout, fit
 from .mask import alpha_matting, apply_source_alpha, compose, foreground_box, post_process
 from .options import Options, OutputFormat
+from .refine import confidence, decontaminate
 from .resample import lanczos
 from .session import Session, SessionCache
 
-__all__ = ["Engine", "Job", "Result", "Stage", "STAGES", "preprocess", "to_mask"]
+__all__ = ["Engine", "Job", "Models", "Result", "Stage", "STAGES", "PRESETS", "expand",
+           "preprocess", "normalise", "upscale", "to_mask"]
 
 # Sessions are shared by every Engine of the process that asks for the same model and settings.
 _SESSIONS = SessionCache()
+MAX_FUSED = 4  # models one fused mask may join
+# Named fusions. "best" scored best on the evaluation samples (bench/results/quality-models.md):
+# the lowest SAD on the matting sample and the best max Fβ and MAE on the saliency sample.
+PRESETS: dict[str, str] = {"best": "u2netp+isnet"}
+
+
+def expand(name: str) -> str:
+    """A preset's models joined by +, or ``name`` itself."""
+    return PRESETS.get(name, name)
 
 
 def preprocess(rgb: Image.Image, spec: ModelSpec) -> np.ndarray:
@@ -45,9 +59,9 @@ def preprocess(rgb: Image.Image, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[np.newaxis], dtype=np.float32)
 
 
-def to_mask(raw: np.ndarray, spec: ModelSpec, size: tuple[int, int]) -> Image.Image:
-    """Channel 0 of output 0, min-max normalised, truncated to 8 bits, LANCZOS back to ``size``."""
-    pred = raw[0, 0].astype(np.float32)
+def normalise(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Channel 0 of output 0, min-max normalised: the model's prediction, H×W float32."""
+    pred: np.ndarray = raw[0, 0].astype(np.float32)
     low, high = float(pred.min()), float(pred.max())
     if high - low > 1e-12:
         pred = (pred - low) / (high - low)
@@ -55,8 +69,30 @@ def to_mask(raw: np.ndarray, spec: ModelSpec, size: tuple[int, int]) -> Image.Im
         pred = np.clip(pred, 0.0, 1.0)
     if spec.clip_output:
         pred = np.clip(pred, 0.0, 1.0)
+    return pred
+
+
+def upscale(pred: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A prediction truncated to 8 bits, LANCZOS to ``size``: the mask."""
     small = Image.fromarray((pred * 255).astype(np.uint8), "L")
     return lanczos(small, size)
+
+
+def to_mask(raw: np.ndarray, spec: ModelSpec, size: tuple[int, int]) -> Image.Image:
+    """The model's output as a mask of ``size``, as the reference pipeline makes it."""
+    return upscale(normalise(raw, spec), size)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model(s) one job runs: a single one, or several whose masks are fused."""
+
+    name: str  # as asked for: "u2net", or "u2net+isnet"
+    sessions: tuple[Session, ...]
+
+    @property
+    def fused(self) -> bool:
+        return len(self.sessions) > 1
 
 
 @dataclass
@@ -73,6 +109,7 @@ class Result:
     data: bytes | None = None  # encoded output, when asked for bytes
     media_type: str | None = None  # of ``data``
     format: OutputFormat | None = None  # of ``data``, unless it is a zip
+    confidence: float | None = None  # how sure the model is of this mask, 0-1 (see refine.py)
 
     @property
     def width(self) -> int:
@@ -88,16 +125,18 @@ class Job:
     """One image on its way through the stages. Each stage fills in its own fields."""
 
     options: Options
-    session: Session
+    models: Models
     data: bytes | None = None  # the encoded photo (None when a decoded image is given)
     background: bytes | None = None  # an encoded background photo to put the cutout on
+    hints: Image.Image | bytes | None = None  # the caller's hints: white keep, black remove
     encode: bool = True  # whether to encode the result into bytes
     image: Image.Image | None = None  # decode: upright, first frame, mode as stored
     icc: bytes | None = None
     source_format: str | None = None
     color: Image.Image | None = None  # prepare: RGB, or RGBA where it carries transparency
-    batch: np.ndarray | None = None  # preprocess: the model's input
-    raw: np.ndarray | None = None  # inference: the model's output
+    batches: list[np.ndarray] = field(default_factory=list)  # preprocess: one input a model
+    raws: list[np.ndarray] = field(default_factory=list)  # inference: one output a model
+    confidence: float | None = None  # mask: how sure the model(s) are, 0-1
     mask: Image.Image | None = None  # mask: L, the photo's size
     out: Image.Image | None = None  # compose: the result image
     alpha: Image.Image | None = None  # its alpha (L)
@@ -109,12 +148,13 @@ class Job:
 
     def result(self) -> Result:
         assert self.out is not None and self.alpha is not None
-        return Result(image=self.out, alpha=self.alpha, model=self.session.name,
+        return Result(image=self.out, alpha=self.alpha, model=self.models.name,
                       foreground=self.foreground, timings_ms=self.timings_ms,
                       warnings=self.warnings, source_format=self.source_format,
                       data=self.body, media_type=self.media_type,
                       format=None if self.body is None or self.options.zip
-                      else self.options.format)
+                      else self.options.format,
+                      confidence=self.confidence)
 
 
 # --- the stages ------------------------------------------------------------------------------
@@ -133,19 +173,53 @@ def _prepare(engine: Engine, job: Job) -> None:
 def _preprocess(engine: Engine, job: Job) -> None:
     assert job.color is not None
     rgb = job.color if job.color.mode == "RGB" else job.color.convert("RGB")
-    job.batch = preprocess(rgb, job.session.spec)
+    made: dict[tuple[object, ...], np.ndarray] = {}  # models that share an input share a batch
+    for session in job.models.sessions:
+        spec = session.spec
+        key = (spec.input_size, spec.mean, spec.std)
+        if key not in made:
+            made[key] = preprocess(rgb, spec)
+        job.batches.append(made[key])
 
 
 def _inference(engine: Engine, job: Job) -> None:
-    assert job.batch is not None
-    job.raw = job.session.run(job.batch)
-    job.batch = None  # the input is not needed any more; free it before the large buffers
+    job.raws = [s.run(b) for s, b in zip(job.models.sessions, job.batches, strict=True)]
+    job.batches = []  # the inputs are not needed any more; free them before the large buffers
 
 
 def _mask(engine: Engine, job: Job) -> None:
-    assert job.raw is not None and job.color is not None
-    mask = to_mask(job.raw, job.session.spec, job.color.size)
+    assert job.color is not None
+    preds = [normalise(raw, s.spec) for s, raw in zip(job.models.sessions, job.raws, strict=True)]
+    job.raws = []
+    pred = preds[0] if len(preds) == 1 else fuse(_common_size(preds), job.options.fusion)
+    job.confidence = confidence(pred)
+    mask = upscale(pred, job.color.size)
     job.mask = post_process(mask) if job.options.post_process_mask else mask
+
+
+def _common_size(preds: list[np.ndarray]) -> list[np.ndarray]:
+    """The models' predictions at the largest one's size (bilinear), to be fused there."""
+    height, width = max(p.shape for p in preds)
+    return [p if p.shape == (height, width) else np.clip(np.asarray(
+        Image.fromarray(p, "F").resize((width, height), Image.Resampling.BILINEAR)), 0.0, 1.0)
+        for p in preds]
+
+
+def _hints(engine: Engine, job: Job) -> None:
+    assert job.mask is not None and job.color is not None
+    width, height = job.color.size
+    hint = job.hints
+    if isinstance(hint, bytes):  # an upload: decoded under the same limits as the photo
+        try:
+            hint = engine.decode(hint).image
+        except CleancutError as exc:
+            raise InvalidParameter("hints", f"the hint image cannot be used: {exc.detail}") \
+                from exc
+    marks = hint_map(hint, job.options.keep, job.options.remove, size=(width, height))
+    rgb = np.asarray(job.color.convert("RGB"))
+    fixed = apply_hints(rgb, np.asarray(job.mask), marks,
+                        max_pixels=engine.settings.matting_max_pixels, notes=job.warnings)
+    job.mask = Image.fromarray(fixed, "L")
 
 
 def _compose(engine: Engine, job: Job) -> None:
@@ -160,10 +234,21 @@ def _compose(engine: Engine, job: Job) -> None:
                 color, mask, options, max_pixels=engine.settings.matting_max_pixels
             )
             job.warnings.extend(found)
+        if matted is None and options.decontaminate:
+            color = _decontaminated(color, mask)
         job.out = compose(color, mask, options, matted)
         job.alpha = job.out.getchannel("A") if job.out.mode == "RGBA" \
             else apply_source_alpha(mask, color)
     job.foreground = foreground_box(job.alpha)
+
+
+def _decontaminated(color: Image.Image, mask: Image.Image) -> Image.Image:
+    """``color`` with the old background's colour taken out where the mask is soft."""
+    rgb = decontaminate(np.asarray(color.convert("RGB")), np.asarray(mask))
+    out = Image.fromarray(rgb, "RGB")
+    if color.mode == "RGBA":
+        out.putalpha(color.getchannel("A"))
+    return out
 
 
 def _layout(engine: Engine, job: Job) -> None:
@@ -218,6 +303,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("preprocess", _preprocess),
     Stage("inference", _inference),
     Stage("mask", _mask),
+    Stage("hints", _hints, lambda job: job.hints is not None or bool(job.options.keep)
+          or bool(job.options.remove), timing="mask"),
     Stage("compose", _compose),
     Stage("layout", _layout, lambda job: job.options.geometry, timing="compose"),
     Stage("background", _background,
@@ -259,18 +346,36 @@ class Engine:
             inter_op_threads=self.settings.inter_op_threads,
         )
 
+    def models(self, name: str | None = None) -> Models:
+        """The model(s) ``name`` asks for: one name, or installed models joined by ``+`` (each
+        run once, their masks fused); loaded on first use."""
+        name = expand(name or self.settings.default_model)
+        parts = name.split("+")
+        if len(parts) > 1 and (len(set(parts)) != len(parts) or len(parts) > MAX_FUSED
+                               or not all(parts)):
+            raise InvalidParameter("model", f"model {name[:80]!r}: join 2 to {MAX_FUSED} "
+                                   "different installed models with +, e.g. u2net+isnet")
+        return Models(name, tuple(self.session(part) for part in parts))
+
     def decode(self, data: bytes) -> Decoded:
         return imageio.decode(data, self.limits)
 
-    def job(self, options: Options, model: str | Session | None = None, *,
+    def job(self, options: Options, model: str | Session | Models | None = None, *,
             data: bytes | None = None, image: Image.Image | None = None,
-            background: bytes | None = None, encode: bool = True) -> Job:
-        """A job for ``options`` on encoded ``data`` or a decoded ``image``; ``model`` (a name
-        or a loaded session) overrides ``options.model``, whose default is the settings'."""
-        session = model if isinstance(model, Session) else self.session(model or options.model)
+            background: bytes | None = None, hints: Image.Image | bytes | None = None,
+            encode: bool = True) -> Job:
+        """A job for ``options`` on encoded ``data`` or a decoded ``image``; ``model`` (a name,
+        a loaded session or models) overrides ``options.model``, whose default is the
+        settings'."""
+        if isinstance(model, Session):
+            models = Models(model.name, (model,))
+        elif isinstance(model, Models):
+            models = model
+        else:
+            models = self.models(model or options.model)
         icc = image.info.get("icc_profile") if image is not None else None
-        return Job(options=options, session=session, data=data, image=image, icc=icc,
-                   background=background, encode=encode)
+        return Job(options=options, models=models, data=data, image=image, icc=icc,
+                   background=background, hints=hints, encode=encode)
 
     def run(self, job: Job, *, deadline: float | None = None, until: str | None = None) -> Job:
         """Run the stages that apply to ``job`` in order (through ``until``, if given),
@@ -295,13 +400,15 @@ class Engine:
         data: bytes,
         options: Options = Options(),
         *,
-        model: str | Session | None = None,
+        model: str | Session | Models | None = None,
         deadline: float | None = None,
         background: bytes | None = None,
+        hints: Image.Image | bytes | None = None,
     ) -> Result:
         """Encoded bytes in, encoded bytes out (``Result.data``); ``background`` is an encoded
-        photo the cutout is put on."""
-        job = self.job(options, model, data=data, background=background)
+        photo the cutout is put on, ``hints`` an image of the caller's keep (white) and remove
+        (black) marks."""
+        job = self.job(options, model, data=data, background=background, hints=hints)
         return self.run(job, deadline=deadline).result()
 
     def cut(
@@ -309,15 +416,15 @@ class Engine:
         image: Image.Image,
         options: Options = Options(),
         *,
-        model: str | Session | None = None,
+        model: str | Session | Models | None = None,
         encode: bool = False,
+        hints: Image.Image | None = None,
     ) -> Result:
         """A decoded image in; ``encode`` also fills ``Result.data``."""
-        job = self.job(options, model, image=image, encode=encode)
+        job = self.job(options, model, image=image, encode=encode, hints=hints)
         return self.run(job).result()
 
     def model_input(self, data: bytes, session: Session) -> np.ndarray:
         """The model's input for the encoded photo ``data``: the stages through preprocess."""
         job = self.run(self.job(Options(), session, data=data), until="preprocess")
-        assert job.batch is not None
-        return job.batch
+        return job.batches[0]

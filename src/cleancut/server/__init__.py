@@ -42,7 +42,7 @@ def preflight(settings: Settings, engine: Engine | None = None) -> Engine:
 
     engine = engine or Engine(settings)
     for name in settings.models:
-        engine.session(name)
+        engine.models(name)
     return engine
 
 

@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from ..engine import OPTIONS, Options, OptionSpec, Result
 from ..engine.imageio import ALLOWED_FORMATS
 from ..engine.options import FORMATS
+from ..engine.pipeline import PRESETS, expand
 from ..errors import FileTooLarge, InvalidParameter, ModelNotInstalled
 from .context import context_of
 from .openapi import ERROR_RESPONSES, IMAGE_RESPONSE
@@ -59,9 +60,14 @@ def _field_docs() -> list[tuple[str, str]]:
 
 
 def _request_body() -> dict[str, Any]:
-    props: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description":
-                                      "The image: JPEG, PNG, WebP, BMP, TIFF or GIF (by "
-                                      "content)."}}
+    props: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description":
+                 "The image: JPEG, PNG, WebP, BMP, TIFF or GIF (by content)."},
+        "hints": {"type": "string", "format": "binary", "description":
+                  "Optional hint image, the photo's size (or its aspect ratio, then scaled): "
+                  "white = keep, black = remove, anything else = no opinion. The marked "
+                  "pixels are forced and the edges around them re-solved from the photo."},
+    }
     props.update({name: {"type": "string", "description": text} for name, text in _field_docs()})
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": props, "required": ["file"]}}}}
@@ -83,12 +89,13 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 
 
 def check_model(request: Request, name: str) -> str:
-    """The model ``name`` if it is known and installed; else 400 naming the field."""
+    """The model ``name`` (or models joined by +) if known and installed; else 400."""
     store = service_of(request).engine.store
-    store.spec(name)  # UnknownModel
-    if not store.is_installed(name):
-        store.resolve(name)  # raises ModelNotInstalled with the install hint
-        raise ModelNotInstalled(f"model {name!r} is not installed")  # pragma: no cover
+    for part in expand(name).split("+"):
+        store.spec(part)  # UnknownModel
+        if not store.is_installed(part):
+            store.resolve(part)  # raises ModelNotInstalled with the install hint
+            raise ModelNotInstalled(f"model {part!r} is not installed")  # pragma: no cover
     context_of(request).model = name
     return name
 
@@ -102,6 +109,8 @@ def image_headers(result: Result) -> dict[str, str]:
         headers.update({"X-Foreground-Top": str(top), "X-Foreground-Left": str(left),
                         "X-Foreground-Width": str(fg_width),
                         "X-Foreground-Height": str(fg_height)})
+    if result.confidence is not None:
+        headers["X-Confidence"] = f"{result.confidence:.3f}"
     if result.warnings:
         # one header line, printable ASCII only: the warnings are the pipeline's own words
         text = "; ".join(" ".join(w.split()) for w in result.warnings)
@@ -127,23 +136,26 @@ async def remove(request: Request) -> Response:
     if ctype not in _FORM_TYPES:
         raise InvalidParameter("file", "send the image as the multipart/form-data field 'file'")
     form = await request.form(max_files=4, max_fields=64)
-    upload: UploadFile | None = None
+    uploads: dict[str, UploadFile] = {}
     values: dict[str, str | None] = {}
     for key, item in form.multi_items():
         if isinstance(item, UploadFile):
-            if key == "file":
-                upload = item
+            if key in ("file", "hints"):
+                uploads[key] = item
         else:
             values[key] = item
-    if upload is None:
+    if "file" not in uploads:
         raise InvalidParameter("file", "send the image as the multipart/form-data field 'file'")
-    file = upload
+    file = uploads["file"]
+    if "hints" in values:
+        raise InvalidParameter("hints", "send the hint image as a file part named 'hints'")
     max_bytes = service_of(request).engine.limits.max_bytes
+    hints = await read_upload(uploads["hints"], max_bytes) if "hints" in uploads else None
 
     async def source(_deadline: float) -> bytes:
         return await read_upload(file, max_bytes)
 
-    return await _remove(request, values, source, file.filename)
+    return await _remove(request, values, source, file.filename, hints)
 
 
 @router.get(
@@ -175,7 +187,8 @@ async def remove_url(
 
 
 async def _remove(request: Request, values: Mapping[str, str | None],
-                  source: Callable[[float], Awaitable[bytes]], filename: str | None) -> Response:
+                  source: Callable[[float], Awaitable[bytes]], filename: str | None,
+                  hints: bytes | None = None) -> Response:
     """Check the parameters, get the image bytes from ``source(deadline)``, process, answer."""
     service = service_of(request)
     ctx = context_of(request)
@@ -184,7 +197,8 @@ async def _remove(request: Request, values: Mapping[str, str | None],
     deadline = time.monotonic() + service.settings.request_timeout_s
     data = await source(deadline)
     result = await service.process(
-        lambda end: service.engine.process(data, options, model=name, deadline=end),
+        lambda end: service.engine.process(data, options, model=name, deadline=end,
+                                           hints=hints),
         ctx=ctx, deadline=deadline,
     )
     service.metrics.observe_stages(result.model, result.timings_ms)
@@ -208,7 +222,10 @@ async def options(request: Request) -> dict[str, Any]:
     for spec in API_OPTIONS:
         row = spec.describe()
         if spec.kind == "model":
-            row["choices"] = [n for n in store.names() if store.is_installed(n)]
+            installed = [n for n in store.names() if store.is_installed(n)]
+            presets = [name for name, parts in PRESETS.items()
+                       if all(p in installed for p in parts.split("+"))]
+            row["choices"] = installed + presets
             row["default"] = service.settings.default_model
         rows.append(row)
     return {"options": rows}

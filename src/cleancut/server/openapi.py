@@ -60,6 +60,11 @@ IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
             "X-Foreground-Left": {"description": _FG, "schema": {"type": "integer"}},
             "X-Foreground-Width": {"description": _FG, "schema": {"type": "integer"}},
             "X-Foreground-Height": {"description": _FG, "schema": {"type": "integer"}},
+            "X-Confidence": {"description": "How sure the model is of this mask, 0-1: send "
+                             "results below ~0.5 to a person", "schema": {"type": "number"}},
+            "X-Cleancut-Warning": {"description": "Present when the pipeline fell back (e.g. "
+                                   "alpha matting failed and the plain cutout was returned)",
+                                   "schema": {"type": "string"}},
         },
     }
 }

@@ -15,6 +15,7 @@ from fastapi import Request
 from ..config import Settings
 from ..engine import Engine
 from ..engine.mask import warm_up_matting
+from ..engine.refine import warm_up as warm_up_decontamination
 from ..errors import CleancutError, NotReady
 from .context import RequestContext
 from .metrics import Metrics
@@ -73,6 +74,7 @@ class ServiceState:
         # the first request that asks for matting; readiness does not wait for it.
         for warning in warm_up_matting():
             log.warning("%s", warning)
+        warm_up_decontamination()
 
 
 def service_of(request: Request) -> ServiceState:
