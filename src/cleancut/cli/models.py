@@ -54,8 +54,10 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table()
-    for column in ("name", "installed", "verified", "size", "licence", "source"):
+    for column in ("name", "installed", "verified", "size"):
         table.add_column(column, no_wrap=True)
+    for column in ("licence", "source"):  # long for carriers such as ISNet's npm package
+        table.add_column(column, overflow="fold")
     for r in rows:
         verified = {True: "yes", False: "NO (checksum)", None: "-"}[r["verified"]]
         size = f"{r['size_bytes'] / 1e6:.1f} MB" if r["size_bytes"] else "?"
