@@ -273,3 +273,14 @@ def test_an_image_of_odd_size_and_one_pixel_is_handled() -> None:
 def test_decontaminate_rejects_wrong_arrays(rgb: np.ndarray, alpha: np.ndarray) -> None:
     with pytest.raises(ValueError):
         decontaminate(rgb, alpha)
+
+
+def test_in_place_gives_the_same_colours_in_the_callers_array() -> None:
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:90, 0:120]
+    alpha = np.clip((30 - np.hypot(yy - 45, xx - 60)) * 20 + 128, 0, 255).astype(np.uint8)
+    copied = decontaminate(rgb, alpha)
+    own = rgb.copy()
+    assert decontaminate(own, alpha, in_place=True) is own
+    assert np.array_equal(own, copied) and not np.array_equal(rgb, copied)

@@ -318,6 +318,7 @@ def decontaminate(
     *,
     solid: int = SOLID,
     threads: int | None = None,
+    in_place: bool = False,
 ) -> np.ndarray:
     """The colours to put in a cutout: the old background taken out of the soft edges.
 
@@ -325,7 +326,10 @@ def decontaminate(
     H×W×3 uint8 array, equal to ``rgb`` wherever alpha is 0 or at least ``solid`` (240: the
     inside of a u2net mask is 243-254), with the foreground colour re-estimated elsewhere (the
     correction fades in over the 32 levels below ``solid``). ``threads`` (default: all cores)
-    splits the two full-resolution passes into strips of rows. The first call compiles two
+    splits the two full-resolution passes into strips of rows. With ``in_place`` (``rgb`` must
+    be writable) the colours are corrected in ``rgb`` itself, which is returned: a 40 MP photo
+    then needs no second 120 MB array (each pixel is read before it is written, and the cell
+    means are taken before any is). The first call compiles two
     small numba kernels (cached on disk; see :func:`warm_up`).
     """
     rgb = np.ascontiguousarray(rgb)
@@ -337,7 +341,7 @@ def decontaminate(
     if not 1 <= solid <= 256:
         raise ValueError(f"solid must be in 1..256, got {solid}")
     threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
-    out = rgb.copy()
+    out = rgb if in_place else rgb.copy()
     h, w = alpha.shape
     if h == 0 or w == 0:
         return out
