@@ -7,7 +7,7 @@ For each model (or fusion, ``a+b``): SAD, whole and in the trimap's unknown band
 sample (true alpha); max Fβ and MAE on the saliency sample; seconds per image (the whole
 pipeline, decode included); and the Spearman correlation of the result's confidence with its IoU
 against the true mask. The samples are read in place, never copied. Prints the Markdown and, with
-``--write``, puts it in bench/results/quality-models.md.
+``--write``, puts it in bench/results/quality.md between its ``models`` markers.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from scipy.stats import spearmanr
 
 from cleancut.config import load
 from cleancut.engine import Engine, Options
+from cleancut.engine.options import spec_of
 from cleancut.evaluate import Scores, band_of, dataset_pairs, iou, load_truth, score_image
 
-OUT = Path(__file__).parent / "results" / "quality-models.md"
+OUT = Path(__file__).parent / "results" / "quality.md"
+START, END = "<!-- models:start (bench/quality.py) -->", "<!-- models:end -->"
 
 
 def _flags() -> str:
@@ -74,7 +76,7 @@ def main() -> None:
                     f"{e['mae']:.4f} | {seconds:.2f} | {rho:.2f} |")
         print(rows[-1], flush=True)
     text = "\n".join([
-        f"# Models and fusions — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"## Models and fusions — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {platform.processor() or platform.machine()}, CPU flags {_flags()}; "
         f"matting sample {args.matting.name} ({matting.count} images, true alpha and trimaps), "
@@ -84,7 +86,7 @@ def main() -> None:
         "SAD = mean over images of Σ|α − α_true| / 1000 (lower is better); band = the trimap's "
         "unknown region. Seconds per image: the whole pipeline (decode to mask), both samples, "
         "2 threads. ρ: Spearman correlation of the confidence with the IoU on the saliency "
-        "sample. Fusions use the default method (mean).",
+        f"sample. Fusions use the default method ({spec_of('fusion').default}).",
         "",
         "| model | SAD whole | SAD band | max Fβ | MAE | s/image | confidence ρ |",
         "|---|---|---|---|---|---|---|",
@@ -93,7 +95,10 @@ def main() -> None:
     ])
     print(text)
     if args.write:
-        OUT.write_text(text, encoding="utf-8")
+        old = OUT.read_text(encoding="utf-8")
+        head, _, rest = old.partition(START)
+        _, _, tail = rest.partition(END)
+        OUT.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

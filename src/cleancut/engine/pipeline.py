@@ -40,7 +40,7 @@ __all__ = ["Engine", "Job", "Models", "Result", "Stage", "STAGES", "PRESETS", "e
 # Sessions are shared by every Engine of the process that asks for the same model and settings.
 _SESSIONS = SessionCache()
 MAX_FUSED = 4  # models one fused mask may join
-# Named fusions. "best" scored best on the evaluation samples (bench/results/quality-models.md):
+# Named fusions. "best" scored best on the evaluation samples (bench/results/quality.md):
 # the lowest SAD on the matting sample and the best max Fβ and MAE on the saliency sample.
 PRESETS: dict[str, str] = {"best": "u2netp+isnet"}
 
