@@ -38,7 +38,7 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
         elif spec.kind == "integer":
             kwargs.update(type=int, metavar=f"{spec.low:g}-{spec.high:g}")
         elif spec.kind == "choice":
-            kwargs["choices"] = [*spec.choices, *(["jpg"] if "jpeg" in spec.choices else [])]
+            kwargs["choices"] = [*spec.choices, *(other for other, _ in spec.synonyms)]
         group.add_argument(*flags, **kwargs)
 
 

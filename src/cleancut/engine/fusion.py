@@ -38,7 +38,7 @@ def model_names(name: str) -> list[str]:
     A plain name gives a one-element list. Empty parts and repeated models are refused with
     :class:`InvalidParameter` ``"model"`` (each model runs once).
     """
-    parts = [part.strip() for part in name.split("+")]
+    parts = name.split("+")  # as given: the model store decides what is a model's name
     if any(not part for part in parts):
         raise InvalidParameter(
             "model", f"{name!r} is not a model name: join installed models with '+', no empty parts"

@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 from PIL import ImageColor
 
 from ..errors import InvalidParameter, UnknownModel
+from .fusion import METHODS
 
 __all__ = [
     "Options",
@@ -38,8 +39,6 @@ __all__ = [
 
 OutputFormat = Literal["png", "webp", "jpeg"]
 FORMATS: tuple[OutputFormat, ...] = ("png", "webp", "jpeg")
-_FORMAT_ALIASES: dict[str, OutputFormat] = {"png": "png", "webp": "webp", "jpeg": "jpeg",
-                                            "jpg": "jpeg"}
 
 Color = tuple[int, int, int, int]
 Margin = tuple[tuple[float, str], tuple[float, str], tuple[float, str], tuple[float, str]]
@@ -260,6 +259,7 @@ class OptionSpec:
     low: float | None = None  # bounds of numeric options, inclusive
     high: float | None = None
     choices: tuple[str, ...] = ()  # the canonical values of a choice
+    synonyms: tuple[tuple[str, str], ...] = ()  # other spellings of a choice's values
     doors: frozenset[Door] = EVERY_DOOR
     # set by Options from the field itself
     name: str = ""
@@ -303,8 +303,8 @@ class OptionSpec:
             return None if value in (None, "") else parse_color(text_or_seq, name)
         if self.kind == "choice":
             word = str(value).lower().strip()
-            choice = _FORMAT_ALIASES.get(word, word) if self.name == "format" else word
-            if choice is None or choice not in self.choices:
+            choice = dict(self.synonyms).get(word, word)
+            if choice not in self.choices:
                 raise InvalidParameter(
                     name, f"{name} {value!r:.40} is not one of {', '.join(self.choices)}"
                 )
@@ -354,7 +354,7 @@ class Options:
     fusion: str = _row("confident", OptionSpec(
         "choice", "Fusion", "How the masks of fused models (model=a+b) are combined: confident "
         "(per pixel, the surer model), mean, max (the union: keeps what either model found) or "
-        "logit (the mean of their log-odds).", choices=("confident", "mean", "max", "logit")))
+        "logit (the mean of their log-odds).", choices=METHODS))
     only_mask: bool = _row(False, OptionSpec(
         "boolean", "Mask only", "Return the mask (greyscale) instead of the cutout.",
         api_name="return_mask", aliases=("om",)))
@@ -391,7 +391,8 @@ class Options:
         "boolean", "Premultiplied", "Scale the colours by alpha, as the reference tool does."))
     format: OutputFormat = _row("png", OptionSpec(
         "choice", "Output format", "png, webp or jpeg (jpg); JPEG needs an opaque result "
-        "(a background colour, or the mask only).", choices=FORMATS))
+        "(a background colour, or the mask only).", choices=FORMATS,
+        synonyms=(("jpg", "jpeg"),)))
     quality: int | None = _row(None, OptionSpec(
         "integer", "Quality", "1-100: JPEG quality, or lossy WebP at that quality "
         "(default: JPEG 90, lossless WebP).", low=1, high=100))

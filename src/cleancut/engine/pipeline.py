@@ -24,7 +24,7 @@ from ..errors import CleancutError, InvalidParameter, ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import ModelStore
 from . import imageio
-from .fusion import fuse
+from .fusion import fuse, model_names
 from .hints import apply_hints, hint_map
 from .imageio import Decoded, Limits
 from .layout import apply_layout, fit
@@ -217,7 +217,7 @@ def _hints(engine: Engine, job: Job) -> None:
             raise InvalidParameter("hints", f"the hint image cannot be used: {exc.detail}") \
                 from exc
     marks = hint_map(hint, job.options.keep, job.options.remove, size=(width, height))
-    rgb = np.asarray(job.color.convert("RGB"))
+    rgb = np.asarray(job.color if job.color.mode == "RGB" else job.color.convert("RGB"))
     fixed = apply_hints(rgb, np.asarray(job.mask), marks,
                         max_pixels=engine.settings.matting_max_pixels, notes=job.warnings)
     job.mask = Image.fromarray(fixed, "L")
@@ -359,12 +359,11 @@ class Engine:
         """The model(s) ``name`` asks for: one name, or installed models joined by ``+`` (each
         run once, their masks fused); loaded on first use."""
         name = expand(name or self.settings.default_model)
-        parts = name.split("+")
-        if len(parts) > 1 and (len(set(parts)) != len(parts) or len(parts) > MAX_FUSED
-                               or not all(parts)):
-            raise InvalidParameter("model", f"model {name[:80]!r}: join 2 to {MAX_FUSED} "
-                                   "different installed models with +, e.g. u2net+isnet")
-        return Models(name, tuple(self.session(part) for part in parts))
+        parts = model_names(name)  # no empty part, no model twice
+        if len(parts) > MAX_FUSED:
+            raise InvalidParameter("model", f"model {name[:80]!r} joins {len(parts)} models; "
+                                   f"a fused mask joins at most {MAX_FUSED}")
+        return Models("+".join(parts), tuple(self.session(part) for part in parts))
 
     def decode(self, data: bytes) -> Decoded:
         return imageio.decode(data, self.limits)

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from ..engine import OPTIONS, Options, OptionSpec, Result
+from ..engine.fusion import model_names
 from ..engine.imageio import ALLOWED_FORMATS
 from ..engine.options import FORMATS
 from ..engine.pipeline import PRESETS, expand
@@ -91,7 +92,7 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 def check_model(request: Request, name: str) -> str:
     """The model ``name`` (or models joined by +) if known and installed; else 400."""
     store = service_of(request).engine.store
-    for part in expand(name).split("+"):
+    for part in model_names(expand(name)):
         store.spec(part)  # UnknownModel
         if not store.is_installed(part):
             store.resolve(part)  # raises ModelNotInstalled with the install hint
