@@ -21,7 +21,7 @@ from ..engine import Engine, Options, Result
 from ..errors import InvalidParameter, ResolutionTooHigh
 from .flags import options_from
 
-__all__ = ["cmd_i", "cmd_p", "cmd_b", "SUFFIX_FORMATS"]
+__all__ = ["cmd_i", "cmd_p", "cmd_b", "finish_batch", "SUFFIX_FORMATS"]
 
 SUFFIX_FORMATS = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
@@ -131,6 +131,12 @@ def cmd_p(args: argparse.Namespace, engine: Engine) -> int:
             ),
             on_each=lambda p: print(f"processed {p}", file=sys.stderr, flush=True),
         )
+    return finish_batch(batch, args.json)
+
+
+def finish_batch(batch: Batch, json_target: str | None) -> int:
+    """The end of a folder job, whatever ran it: counts and each failure on stderr, the
+    ``--json`` report, and the exit code (1 when any file failed)."""
     r = batch.report
     print(
         f"done {len(r.done)}, skipped {len(r.skipped)} (output exists; --overwrite to redo), "
@@ -141,7 +147,7 @@ def cmd_p(args: argparse.Namespace, engine: Engine) -> int:
         print(f"  warning {path}: {warning}", file=sys.stderr)
     for path, reason in r.failed:
         print(f"  failed {path}: {reason}", file=sys.stderr)
-    write_report(args.json, {
+    write_report(json_target, {
         "done": [{"input": str(p), "output": str(batch.output_for(p)),
                   "confidence": None if p not in r.confidence else round(r.confidence[p], 4)}
                  for p in r.done],
