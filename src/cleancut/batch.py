@@ -1,17 +1,28 @@
 """Folder processing for ``cleancut p``: mirror a tree, write atomically, keep going past bad
-files, and optionally watch for files that arrive later."""
+files, and optionally watch for files that arrive later.
+
+A folder runs as a small bounded pipeline over the engine's own stages, so the cores that one
+inference leaves idle are not wasted: one thread reads, decodes and preprocesses the next photos,
+the calling thread runs inference, and a third finishes (mask, compose, encode) and writes the
+ones before. At most ``DEPTH`` photos wait between two steps, so memory stays flat whatever the
+folder holds. Everything that touches the report happens in the finishing thread, in input order,
+so outputs and the report are those of one photo after another.
+"""
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from ._fs import atomic_write_bytes
+from ._fs import atomic_write_bytes, read_image_file
 from .engine import Engine, Options
+from .engine.pipeline import Job
 from .errors import CleancutError
 
 __all__ = ["BatchReport", "Batch", "IMAGE_SUFFIXES"]
@@ -20,6 +31,19 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
 )
 _OUT_SUFFIX = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+DEPTH = 2  # photos allowed to wait between two steps of the pipeline
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Item:
+    """One photo between the steps: its job, or why it stops early."""
+
+    src: Path
+    dst: Path
+    job: Job | None = None
+    skipped: bool = False
+    error: str | None = None
 
 
 @dataclass
@@ -92,31 +116,103 @@ class Batch:
         return self.out_dir / rel.parent / name
 
     def process_one(self, src: Path) -> None:
-        dst = self.output_for(src)
-        if dst.exists() and not self.overwrite:
-            self.report.skipped.append(src)
+        """One photo, start to finish, in the calling thread (what ``watch`` does)."""
+        item = self._start(src)
+        self._infer(item)
+        self._finish(item)
+
+    def _start(self, src: Path) -> _Item:
+        """Skip, or read, decode and preprocess."""
+        item = _Item(src, self.output_for(src))
+        if item.dst.exists() and not self.overwrite:
+            item.skipped = True
+            return item
+        try:
+            data = read_image_file(src, self.engine.limits.max_bytes)  # refused before it is read
+            job = self.engine.job(self.options, self.model, data=data)
+            item.job = self.engine.run(job, until="preprocess")
+        except (CleancutError, OSError) as exc:
+            item.error = _reason(exc)
+        return item
+
+    def _infer(self, item: _Item) -> None:
+        if item.job is None:
             return
         try:
-            data = src.read_bytes()
-            result = self.engine.process(data, self.options, model=self.model)
-            assert result.data is not None
-            atomic_write_bytes(dst, result.data)
-            self.report.warnings.extend((src, warning) for warning in result.warnings)
-            if result.confidence is not None:
-                self.report.confidence[src] = result.confidence
+            self.engine.run(item.job, after="preprocess", until="inference")
         except CleancutError as exc:
-            self.report.failed.append((src, f"{exc.code}: {exc.detail}"))
+            item.job, item.error = None, _reason(exc)
+
+    def _finish(self, item: _Item) -> None:
+        """Mask, compose, encode and write; then the report, in input order."""
+        report = self.report
+        if item.skipped:
+            report.skipped.append(item.src)
             return
-        except OSError as exc:
-            self.report.failed.append((src, f"io_error: {exc.strerror or exc}"))
-            return
-        self.report.done.append(src)
+        if item.job is not None:
+            try:
+                result = self.engine.run(item.job, after="inference").result()
+                assert result.data is not None
+                atomic_write_bytes(item.dst, result.data)
+            except (CleancutError, OSError) as exc:
+                item.error = _reason(exc)
+            else:
+                report.warnings.extend((item.src, warning) for warning in result.warnings)
+                if result.confidence is not None:
+                    report.confidence[item.src] = result.confidence
+            item.job = None
+        if item.error is not None:
+            report.failed.append((item.src, item.error))
+        else:
+            report.done.append(item.src)
 
     def run(self, paths: Iterable[Path], on_each: Callable[[Path], None] | None = None) -> None:
-        for src in paths:
-            self.process_one(src)
-            if on_each is not None:
-                on_each(src)
+        """Process ``paths`` through the pipeline (module docstring); an exception that is not
+        a photo's fault (a bug, Ctrl-C) stops every step and is raised here."""
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        started: queue.Queue[_Item | None] = queue.Queue(maxsize=DEPTH)
+        inferred: queue.Queue[_Item | None] = queue.Queue(maxsize=DEPTH)
+
+        def guarded(step: Callable[[], None]) -> Callable[[], None]:
+            def run_step() -> None:
+                try:
+                    step()
+                except BaseException as exc:  # handed to the calling thread, which raises it
+                    errors.append(exc)
+                    stop.set()
+            return run_step
+
+        def front() -> None:
+            for src in paths:
+                if not _put(started, self._start(src), stop):
+                    return
+            _put(started, None, stop)
+
+        def back() -> None:
+            while (item := _get(inferred, stop)) is not None:
+                self._finish(item)
+                if on_each is not None:
+                    on_each(item.src)
+
+        threads = [threading.Thread(target=guarded(step), name=f"cleancut-batch-{step.__name__}",
+                                    daemon=True) for step in (front, back)]
+        for thread in threads:
+            thread.start()
+        try:
+            while (item := _get(started, stop)) is not None:
+                self._infer(item)
+                if not _put(inferred, item, stop):
+                    break
+            _put(inferred, None, stop)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
 
     def watch(
         self,
@@ -193,6 +289,33 @@ class Batch:
         finally:
             observer.stop()
             observer.join(timeout=5)
+
+
+def _reason(exc: CleancutError | OSError) -> str:
+    if isinstance(exc, CleancutError):
+        return f"{exc.code}: {exc.detail}"
+    return f"io_error: {exc.strerror or exc}"
+
+
+def _put(q: queue.Queue[_T], item: _T, stop: threading.Event) -> bool:
+    """Put ``item`` unless the pipeline stops first (a full queue never blocks forever)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue[_T | None], stop: threading.Event) -> _T | None:
+    """The next item, or None at the end or when the pipeline stops."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return None
 
 
 def _glob_escape(text: str) -> str:

@@ -6,6 +6,9 @@ deploy/ sets it. Its resident set is read from ``/proc/<pid>/status`` (``VmRSS``
 peak since start or since the peak was last reset through ``/proc/<pid>/clear_refs``).
 
 - every bomb of ``tests/bombs.py`` over HTTP: its designed 413/415/422, none 500, no growth;
+- twenty concurrent 12 MP uploads after the corpus: the peak since start at most
+  :data:`PEAK_12MP_MB`, and once idle again (the pool hands free memory back after
+  ``IDLE_RELEASE_S``) at most :data:`WARM_MB`;
 - twenty concurrent maximum-size uploads (a 40 MP JPEG of about 8 MB): 200, 503 (queue full) or
   504 (deadline) only, and the peak under :data:`BUDGET_MB`;
 - ten thousand sequential requests, mostly cheap (rejected bombs, bad parameters, unknown models
@@ -35,6 +38,7 @@ import pytest
 import requests
 from PIL import Image
 
+from cleancut.server.workers import IDLE_RELEASE_S
 from tests import bombs
 
 from .conftest import ARTIFACTS, Server, start_server, stop_server
@@ -47,6 +51,8 @@ SOAK_DEFAULT = 10_000
 SOAK_WARM_UP = 500
 INFER_EVERY = 100  # one real inference (u2net, 32×32) per this many requests
 CONCURRENT = 20
+PEAK_12MP_MB = 1_500  # through the bomb corpus and twenty concurrent 12 MP uploads
+WARM_MB = 900  # resident once idle after real work
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -90,6 +96,18 @@ def _png(size: int = 32) -> bytes:
     return buf.getvalue()
 
 
+def photo_jpeg(width: int = 4000, height: int = 3000) -> bytes:
+    """A 12 MP photo: a golden input scaled up under a little noise, JPEG quality 90."""
+    src = Image.open(Path(__file__).parents[1] / "fixtures" / "golden" / "inputs" /
+                     "astronaut.jpg").convert("RGB").resize((width, height),
+                                                            Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(1).integers(-8, 9, (height, width, 3), dtype=np.int16)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.asarray(src) + noise, 0, 255).astype(np.uint8)).save(
+        buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
 def max_size_jpeg(width: int = 7744, height: int = 5164, quality: int = 88) -> bytes:
     """A 40 MP photo-like JPEG (gradients under tiled noise) of about 8 MB: as large as the
     default limits let through, in pixels and close to it in bytes."""
@@ -129,6 +147,37 @@ def test_memory_bombs_over_http(mem_server: Server) -> None:
     assert after["VmHWM"] < BUDGET_MB
     if reset:
         assert after["VmHWM"] - before["VmRSS"] < BOMB_GROWTH_MB, (before, after)
+
+
+def _burst(srv: Server, data: bytes) -> list[int]:
+    """``CONCURRENT`` uploads of ``data`` released at once; their statuses."""
+    barrier = threading.Barrier(CONCURRENT)
+
+    def upload(_: int) -> int:
+        barrier.wait(timeout=60)
+        return _post(srv, data, "photo.jpg").status_code
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        return list(pool.map(upload, range(CONCURRENT)))
+
+
+def test_memory_twenty_concurrent_12mp_uploads_and_idle_again(mem_server: Server) -> None:
+    pid = mem_server.process.pid
+    data = photo_jpeg()
+    assert _post(mem_server, data, "photo.jpg").status_code == 200  # warm: every stage once
+    time.sleep(IDLE_RELEASE_S + 1.5)
+    warm = _status(pid)
+    started = time.monotonic()
+    statuses = _burst(mem_server, data)
+    burst = _status(pid)
+    time.sleep(IDLE_RELEASE_S + 1.5)
+    idle = _status(pid)
+    _record("concurrent_12mp_uploads", warm=warm, burst=burst, idle=idle,
+            statuses=sorted(statuses), seconds=round(time.monotonic() - started, 1))
+    assert set(statuses) <= {200, 503, 504} and 200 in statuses, statuses
+    assert burst["VmHWM"] <= PEAK_12MP_MB, burst  # since start: the corpus included
+    assert warm["VmRSS"] <= WARM_MB, warm
+    assert idle["VmRSS"] <= WARM_MB, idle
 
 
 def _soak_requests() -> list[tuple[str, bytes, str, dict[str, str], int]]:

@@ -9,6 +9,12 @@ the next request; the trim threshold bounds what a process keeps while idle. One
 every thread: glibc's per-thread arenas grow in 64 MB heaps that are unmapped again once empty,
 so buffers made on worker threads would fault anyway (threads that allocated before the first
 Engine keep the arena they have; the service and the CLI make their Engine first).
+
+What a burst kept is handed back once the work is over: :func:`release_free_memory`
+(``malloc_trim``) returns every free page to the system. The service calls it after loading its
+models and when it has been idle for a moment, so a busy service keeps its buffers and an idle one
+holds little more than its models (ONNX Runtime's own arena is off for the same reason:
+sessions.py).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import platform
 import threading
 from collections.abc import Callable
 
-__all__ = ["keep_large_buffers"]
+__all__ = ["keep_large_buffers", "release_free_memory"]
 
 log = logging.getLogger("cleancut")
 
@@ -55,3 +61,17 @@ def keep_large_buffers() -> bool:
             return False
         _done = ok
         return ok
+
+
+def release_free_memory() -> bool:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); False where the
+    C library is not glibc. Safe at any time from any thread; costs a walk over the heap."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim  # int malloc_trim(size_t pad)
+        return trim(0) == 1
+    except (OSError, AttributeError) as exc:
+        log.debug("malloc_trim unavailable: %s", exc)
+        return False

@@ -385,12 +385,17 @@ class Engine:
         return Job(options=options, models=models, data=data, image=image, icc=icc,
                    background=background, hints=hints, encode=encode)
 
-    def run(self, job: Job, *, deadline: float | None = None, until: str | None = None) -> Job:
-        """Run the stages that apply to ``job`` in order (through ``until``, if given),
-        checking ``deadline`` (a ``time.monotonic()`` value) before each."""
-        if until is not None and until not in _STAGE_NAMES:
-            raise ValueError(f"no stage {until!r}; stages are {', '.join(_STAGE_NAMES)}")
-        for stage in STAGES:
+    def run(self, job: Job, *, deadline: float | None = None, after: str | None = None,
+            until: str | None = None) -> Job:
+        """Run the stages that apply to ``job`` in order (those after ``after`` and through
+        ``until``, if given), checking ``deadline`` (a ``time.monotonic()`` value) before each.
+        A job run in segments (``until="preprocess"``, then ``after="preprocess"``) ends as one
+        run in one go does: the batch door overlaps the segments of different photos."""
+        for name in (after, until):
+            if name is not None and name not in _STAGE_NAMES:
+                raise ValueError(f"no stage {name!r}; stages are {', '.join(_STAGE_NAMES)}")
+        stages = STAGES[_STAGE_NAMES.index(after) + 1:] if after is not None else STAGES
+        for stage in stages:
             if stage.applies(job):
                 if deadline is not None and time.monotonic() > deadline:
                     raise ProcessingTimeout(f"request ran past its deadline before {stage.name}")
@@ -432,7 +437,9 @@ class Engine:
         job = self.job(options, model, image=image, encode=encode, hints=hints)
         return self.run(job).result()
 
-    def model_input(self, data: bytes, session: Session) -> np.ndarray:
-        """The model's input for the encoded photo ``data``: the stages through preprocess."""
-        job = self.run(self.job(Options(), session, data=data), until="preprocess")
-        return job.batches[0]
+    def model_input(self, photo: bytes | Image.Image, session: Session) -> np.ndarray:
+        """The model's input for ``photo`` (encoded bytes or an image): the stages through
+        preprocess."""
+        job = self.job(Options(), session, **({"data": photo} if isinstance(photo, bytes)
+                                               else {"image": photo}))
+        return self.run(job, until="preprocess").batches[0]

@@ -14,6 +14,7 @@ from fastapi import Request
 
 from ..config import Settings
 from ..engine import Engine
+from ..engine.allocator import release_free_memory
 from ..engine.mask import warm_up_matting
 from ..engine.refine import warm_up as warm_up_decontamination
 from ..errors import CleancutError, NotReady
@@ -75,6 +76,7 @@ class ServiceState:
         for warning in warm_up_matting():
             log.warning("%s", warning)
         warm_up_decontamination()
+        release_free_memory()  # what loading the models used on the way (about their size again)
 
 
 def service_of(request: Request) -> ServiceState:
