@@ -81,7 +81,7 @@ def stop_server(server: Server) -> None:
 
 
 def load_test(url: str, data: bytes, model: str, *, concurrency: int, requests: int,
-              timeout_s: float = 120) -> dict[str, Any]:
+              timeout_s: float = 120, keep_latencies: bool = False) -> dict[str, Any]:
     """Send ``requests`` POSTs to /api/remove from ``concurrency`` threads; bounded in count."""
     import requests as rq
 
@@ -128,6 +128,8 @@ def load_test(url: str, data: bytes, model: str, *, concurrency: int, requests: 
     return {
         "requests": requests,
         "errors": errors,
+        "wall_s": wall,
+        **({"latencies_ms": latencies} if keep_latencies else {}),
         "throughput_rps": len(latencies) / wall,
         "p50_ms": statistics.median(ordered),
         "p95_ms": pct(0.95),

@@ -61,7 +61,7 @@ VENVS = {
 }
 
 # --- the worker: one script, run by each venv's python ----------------------------------------
-WORKER = textwrap.dedent(r'''
+WORKER = textwrap.dedent(r"""
     import json, sys, time
     import numpy as np
     kind, model, cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -121,9 +121,9 @@ WORKER = textwrap.dedent(r'''
             ys = np.stack([infer(np.ascontiguousarray(b[None]))[0, 0] for b in xs])
             np.save(args[1], ys.astype(np.float32))
             print("ok", flush=True)
-''')
+""")
 
-NNCF_BUILD = textwrap.dedent(r'''
+NNCF_BUILD = textwrap.dedent(r"""
     import sys, numpy as np, openvino as ov, nncf
     src, calib, out, keep = sys.argv[1:5]
     core = ov.Core()
@@ -140,7 +140,7 @@ NNCF_BUILD = textwrap.dedent(r'''
     q = nncf.quantize(model, ds, subset_size=len(xs), ignored_scope=scope)
     ov.save_model(q, out)
     print(nncf.__version__)
-''')
+""")
 
 
 class Worker:
@@ -148,8 +148,11 @@ class Worker:
         self.label = label
         self.proc = subprocess.Popen(
             [str(py), "-c", WORKER, kind, str(model), json.dumps({"threads": THREADS, **cfg})],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
+        )
         self.info = json.loads(self._read())
 
     def _read(self) -> str:
@@ -177,6 +180,7 @@ def venv_python(key: str) -> Path:
     py = path / "bin" / "python"
     if not py.exists():
         import onnxruntime
+
         if pkgs is None:
             pkgs = [f"onnxruntime=={onnxruntime.__version__}", "onnxruntime-ep-openvino", "numpy"]
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
@@ -185,8 +189,11 @@ def venv_python(key: str) -> Path:
 
 
 def pip_version(py: Path, dist: str) -> str | None:
-    out = subprocess.run([str(py), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(py), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() or None
 
 
@@ -198,21 +205,33 @@ def cpu_flags() -> dict[str, Any]:
             flags = set(line.split(":", 1)[1].split())
         if line.startswith("model name") and not model:
             model = line.split(":", 1)[1].strip()
-    keys = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
-            "amx_bf16"]
+    keys = [
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+    ]
     return {"model": model, "cores": os.cpu_count(), **{k: k in flags for k in keys}}
 
 
-def prepare(name: str, model_dir: Path, heldout: bool, calib_views: int,
-            calib: bool = True) -> dict[str, Path]:
+def prepare(
+    name: str, model_dir: Path, heldout: bool, calib_views: int, calib: bool = True
+) -> dict[str, Path]:
     """Inputs through cleancut's own stages: the timing photo, held-out views, calibration views."""
     from cleancut.config import Settings
     from cleancut.engine import Engine
     from cleancut.quantize import shipped_inputs
 
     DATA.mkdir(parents=True, exist_ok=True)
-    paths = {"photo": DATA / f"{name}-photo.npy", "heldout": DATA / f"{name}-heldout.npy",
-             "calib": DATA / f"{name}-calib.npy"}
+    paths = {
+        "photo": DATA / f"{name}-photo.npy",
+        "heldout": DATA / f"{name}-heldout.npy",
+        "calib": DATA / f"{name}-calib.npy",
+    }
     wanted = {"photo": True, "heldout": heldout, "calib": calib}
     need = [k for k, p in paths.items() if not p.exists() and wanted[k]]
     if need:
@@ -239,16 +258,19 @@ def nncf_int8(name: str, fp32: Path, calib: Path) -> Path:
     if not out.exists():
         started = time.perf_counter()
         keep = ",".join(DEFAULT_EXCLUDES.get(name, ()))
-        subprocess.run([str(venv_python("ov")), "-c", NNCF_BUILD, str(fp32), str(calib), str(out),
-                        keep],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(venv_python("ov")), "-c", NNCF_BUILD, str(fp32), str(calib), str(out), keep],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         print(f"  built {out.name} in {time.perf_counter() - started:.0f} s", flush=True)
     return out
 
 
 def probe_plugin() -> dict[str, Any]:
     """onnxruntime-ep-openvino into plain onnxruntime: does it register and offer a CPU device?"""
-    script = textwrap.dedent('''
+    script = textwrap.dedent("""
         import json, onnxruntime as ort, onnxruntime_ep_openvino as ep
         r = {"onnxruntime": ort.__version__}
         ort.register_execution_provider_library("openvino_ep", ep.get_library_path())
@@ -257,16 +279,21 @@ def probe_plugin() -> dict[str, Any]:
                            for d in ort.get_ep_devices()]
         r["available_providers"] = ort.get_available_providers()
         print(json.dumps(r))
-    ''')
+    """)
     try:
         py = venv_python("ep")
         out = subprocess.run([str(py), "-c", script], capture_output=True, text=True, timeout=120)
-        r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
-            "error": out.stderr.strip()[-500:]}
+        r = (
+            json.loads(out.stdout.strip().splitlines()[-1])
+            if out.returncode == 0
+            else {"error": out.stderr.strip()[-500:]}
+        )
         r["plugin"] = pip_version(py, "onnxruntime-ep-openvino")
     except Exception as exc:  # record why and move on
         r = {"error": f"{type(exc).__name__}: {exc}"}
-    r["openvino_devices"] = [d for d in r.get("ep_devices", []) if d[0] == "OpenVINOExecutionProvider"]
+    r["openvino_devices"] = [
+        d for d in r.get("ep_devices", []) if d[0] == "OpenVINOExecutionProvider"
+    ]
     return r
 
 
@@ -281,15 +308,28 @@ def pip_check() -> dict[str, Any]:
     def step(label: str, *args: str) -> None:
         p = subprocess.run([py, "-m", "pip", *args], capture_output=True, text=True)
         probe = subprocess.run(
-            [py, "-c", "import onnxruntime as o, importlib.metadata as m;"
-             "print(o.__version__, o.get_available_providers(),"
-             " [d.metadata['Name'] + '==' + d.version for d in m.distributions()"
-             "  if 'onnxruntime' in d.metadata['Name']])"], capture_output=True, text=True)
-        res[label] = {"rc": p.returncode,
-                      "pip_tail": [ln for ln in p.stdout.splitlines() + p.stderr.splitlines()
-                                   if ln.startswith(("Successfully", "ERROR", "Attempting",
-                                                     "  Found existing", "WARNING: The"))][-6:],
-                      "import": (probe.stdout or probe.stderr).strip().splitlines()[-1:]}
+            [
+                py,
+                "-c",
+                "import onnxruntime as o, importlib.metadata as m;"
+                "print(o.__version__, o.get_available_providers(),"
+                " [d.metadata['Name'] + '==' + d.version for d in m.distributions()"
+                "  if 'onnxruntime' in d.metadata['Name']])",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        res[label] = {
+            "rc": p.returncode,
+            "pip_tail": [
+                ln
+                for ln in p.stdout.splitlines() + p.stderr.splitlines()
+                if ln.startswith(
+                    ("Successfully", "ERROR", "Attempting", "  Found existing", "WARNING: The")
+                )
+            ][-6:],
+            "import": (probe.stdout or probe.stderr).strip().splitlines()[-1:],
+        }
 
     step("both_in_one_command", "install", "-q", "onnxruntime", "onnxruntime-openvino")
     step("uninstall_openvino_build", "uninstall", "-y", "-q", "onnxruntime-openvino")
@@ -306,19 +346,27 @@ def pct(xs: list[float], q: float) -> float:
 
 def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """Raw and product-style (min-max normalised, 0-255) differences over a stack of maps."""
+
     def norm(m: np.ndarray) -> np.ndarray:
         lo, hi = float(m.min()), float(m.max())
         return (m - lo) / (hi - lo) if hi - lo > 1e-12 else np.clip(m, 0, 1)
+
     maes, ious = [], []
-    for a, b in zip(ref, out):
+    for a, b in zip(ref, out, strict=False):
         na, nb = norm(a), norm(b)
         maes.append(float(np.abs(na - nb).mean()) * 255)
         fa, fb = na > 0.5, nb > 0.5
         union = int(np.count_nonzero(fa | fb))
         ious.append(1.0 if union == 0 else int(np.count_nonzero(fa & fb)) / union)
-    return {"raw_max": float(np.abs(ref - out).max()), "raw_mean": float(np.abs(ref - out).mean()),
-            "mae255": statistics.fmean(maes), "worst_mae255": max(maes),
-            "iou": statistics.fmean(ious), "worst_iou": min(ious), "count": len(maes)}
+    return {
+        "raw_max": float(np.abs(ref - out).max()),
+        "raw_mean": float(np.abs(ref - out).mean()),
+        "mae255": statistics.fmean(maes),
+        "worst_mae255": max(maes),
+        "iou": statistics.fmean(ious),
+        "worst_iou": min(ious),
+        "count": len(maes),
+    }
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -327,8 +375,9 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     int8 = Path(args.int8_dir) / f"{name}-int8.onnx" if args.int8_dir else None
     heldout = (name != "isnet" or args.isnet_heldout) and not args.no_heldout
     want_int8 = name != "isnet" or args.isnet_int8
-    inputs = prepare(name, model_dir, heldout, args.calib_views,
-                     calib=want_int8 and not args.no_nncf)
+    inputs = prepare(
+        name, model_dir, heldout, args.calib_views, calib=want_int8 and not args.no_nncf
+    )
     ov_py, ortov_py = venv_python("ov"), venv_python("ortov")
     specs: list[tuple[str, str, Path, str, dict[str, Any]]] = [
         ("fp32", "ort-cpu", Path(sys.executable), "ort", {}),
@@ -337,24 +386,40 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
         ("fp32", "ortov", ortov_py, "ortov", {}),
         # OpenVINO's bf16 through the ONNX Runtime provider: precision=BF16 is refused on CPU
         # (the provider fails to create and ORT falls back to CPU), the hint via load_config works
-        ("fp32", "ortov-bf16", ortov_py, "ortov",
-         {"ov_options": {"load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})}}),
+        (
+            "fp32",
+            "ortov-bf16",
+            ortov_py,
+            "ortov",
+            {
+                "ov_options": {
+                    "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}})
+                }
+            },
+        ),
     ]
     models = {"fp32": fp32}
     if want_int8 and int8 is not None and int8.exists():
         models["int8-qdq"] = int8
-        specs += [("int8-qdq", "ort-cpu", Path(sys.executable), "ort", {}),
-                  ("int8-qdq", "ov-f32", ov_py, "ov", {"precision": "f32"}),
-                  ("int8-qdq", "ov-default", ov_py, "ov", {}),
-                  ("int8-qdq", "ortov", ortov_py, "ortov", {})]
+        specs += [
+            ("int8-qdq", "ort-cpu", Path(sys.executable), "ort", {}),
+            ("int8-qdq", "ov-f32", ov_py, "ov", {"precision": "f32"}),
+            ("int8-qdq", "ov-default", ov_py, "ov", {}),
+            ("int8-qdq", "ortov", ortov_py, "ortov", {}),
+        ]
     if want_int8 and not args.no_nncf:
         models["int8-nncf"] = nncf_int8(name, fp32, inputs["calib"])
-        specs += [("int8-nncf", "ov-default", ov_py, "ov", {}),
-                  ("int8-nncf", "ov-f32", ov_py, "ov", {"precision": "f32"})]
+        specs += [
+            ("int8-nncf", "ov-default", ov_py, "ov", {}),
+            ("int8-nncf", "ov-f32", ov_py, "ov", {"precision": "f32"}),
+        ]
     if args.runtimes:
         keep = set(args.runtimes.split(","))
-        specs = [s for s in specs if f"{s[0]}/{s[1]}" in keep or s[1] in keep
-                 or (s[0], s[1]) == ("fp32", "ort-cpu")]  # the reference always runs
+        specs = [
+            s
+            for s in specs
+            if f"{s[0]}/{s[1]}" in keep or s[1] in keep or (s[0], s[1]) == ("fp32", "ort-cpu")
+        ]  # the reference always runs
     workers: list[tuple[str, Worker]] = []
     for prec, label, py, kind, cfg in specs:
         try:
@@ -390,12 +455,19 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for prec, w in workers:
         t = times[w.label]
         ref_same = times.get(f"{prec}/ort-cpu") or base
-        row = {"model": name, "precision": prec, "runtime": w.label.split("/", 1)[1],
-               "median_ms": statistics.median(t), "p95_ms": pct(t, 0.95), "runs": len(t),
-               "vs_ort_same_precision": statistics.median(t) / statistics.median(ref_same)
-               if ref_same else None,
-               "vs_ort_fp32": statistics.median(t) / statistics.median(base) if base else None,
-               "info": w.info}
+        row = {
+            "model": name,
+            "precision": prec,
+            "runtime": w.label.split("/", 1)[1],
+            "median_ms": statistics.median(t),
+            "p95_ms": pct(t, 0.95),
+            "runs": len(t),
+            "vs_ort_same_precision": statistics.median(t) / statistics.median(ref_same)
+            if ref_same
+            else None,
+            "vs_ort_fp32": statistics.median(t) / statistics.median(base) if base else None,
+            "info": w.info,
+        }
         for key, arr in stacks[w.label].items():
             row[f"mask_{key}"] = compare(stacks["fp32/ort-cpu"][key], arr)
         rows.append(row)
@@ -404,21 +476,25 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 # --- the report -------------------------------------------------------------------------------
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| model | precision | runtime | median ms | p95 ms | × ORT CPU same precision "
-             "| × ORT CPU fp32 | raw max / mean abs diff | alpha MAE 0-255 (photo) "
-             "| IoU>0.5 (photo) | held-out: mean / worst MAE 0-255, worst IoU |",
-             "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    lines = [
+        "| model | precision | runtime | median ms | p95 ms | × ORT CPU same precision "
+        "| × ORT CPU fp32 | raw max / mean abs diff | alpha MAE 0-255 (photo) "
+        "| IoU>0.5 (photo) | held-out: mean / worst MAE 0-255, worst IoU |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
     for m in report["models"]:
         for r in m["rows"]:
             p = r["mask_photo"]
             h = r.get("mask_heldout")
-            held = (f"{h['mae255']:.3f} / {h['worst_mae255']:.3f}, {h['worst_iou']:.4f}"
-                    if h else "–")
+            held = (
+                f"{h['mae255']:.3f} / {h['worst_mae255']:.3f}, {h['worst_iou']:.4f}" if h else "–"
+            )
             lines.append(
                 f"| {r['model']} | {r['precision']} | {r['runtime']} | {r['median_ms']:.0f} "
                 f"| {r['p95_ms']:.0f} | {r['vs_ort_same_precision']:.2f} | {r['vs_ort_fp32']:.2f} "
                 f"| {p['raw_max']:.2g} / {p['raw_mean']:.2g} | {p['mae255']:.3f} "
-                f"| {p['iou']:.4f} | {held} |")
+                f"| {p['iou']:.4f} | {held} |"
+            )
     return "\n".join(lines)
 
 
@@ -426,18 +502,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="u2netp,u2net,isnet")
     ap.add_argument("--model-dir", default=str(Path.home() / ".local/share/cleancut/models"))
-    ap.add_argument("--int8-dir", default=None,
-                    help="folder holding cleancut's NAME-int8.onnx (cleancut models quantize)")
+    ap.add_argument(
+        "--int8-dir",
+        default=None,
+        help="folder holding cleancut's NAME-int8.onnx (cleancut models quantize)",
+    )
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--isnet-runs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--gap", type=float, default=0.05, help="seconds between two runs")
     ap.add_argument("--calib-views", type=int, default=72)
     ap.add_argument("--isnet-int8", action="store_true")
-    ap.add_argument("--isnet-heldout", action="store_true",
-                    help="check ISNet's masks on the held-out views too (slow: 1024²)")
-    ap.add_argument("--runtimes", default="",
-                    help="only these, e.g. fp32/ov-default,ortov-bf16 (fp32/ort-cpu always runs)")
+    ap.add_argument(
+        "--isnet-heldout",
+        action="store_true",
+        help="check ISNet's masks on the held-out views too (slow: 1024²)",
+    )
+    ap.add_argument(
+        "--runtimes",
+        default="",
+        help="only these, e.g. fp32/ov-default,ortov-bf16 (fp32/ort-cpu always runs)",
+    )
     ap.add_argument("--no-nncf", action="store_true")
     ap.add_argument("--no-heldout", action="store_true")
     ap.add_argument("--pip-check", action="store_true", help="only the pip conflict check")
@@ -448,15 +533,23 @@ def main() -> None:
         print(json.dumps(pip_check(), indent=1))
         return
     import onnxruntime
+
     report: dict[str, Any] = {
-        "machine": {**cpu_flags(), "python": platform.python_version(),
-                    "loadavg_start": os.getloadavg()},
-        "versions": {"onnxruntime": onnxruntime.__version__,
-                     "openvino": pip_version(venv_python("ov"), "openvino"),
-                     "nncf": pip_version(venv_python("ov"), "nncf"),
-                     "onnxruntime-openvino": pip_version(venv_python("ortov"),
-                                                         "onnxruntime-openvino")},
-        "threads": THREADS, "plugin": probe_plugin(), "models": []}
+        "machine": {
+            **cpu_flags(),
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "versions": {
+            "onnxruntime": onnxruntime.__version__,
+            "openvino": pip_version(venv_python("ov"), "openvino"),
+            "nncf": pip_version(venv_python("ov"), "nncf"),
+            "onnxruntime-openvino": pip_version(venv_python("ortov"), "onnxruntime-openvino"),
+        },
+        "threads": THREADS,
+        "plugin": probe_plugin(),
+        "models": [],
+    }
     print(json.dumps(report, indent=1), flush=True)
     for name in args.models.split(","):
         print(f"== {name}", flush=True)
