@@ -17,15 +17,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar
+from pathlib import Path, PurePath
+from typing import Any, Protocol, TypeVar
 
 from ._fs import atomic_write_bytes, read_image_file
 from .engine import Engine, Options
 from .engine.pipeline import Job
 from .errors import CleancutError
 
-__all__ = ["BatchReport", "Batch", "IMAGE_SUFFIXES"]
+__all__ = ["BatchReport", "Batch", "FolderJob", "IMAGE_SUFFIXES", "is_candidate", "output_name"]
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
@@ -48,23 +48,40 @@ class _Item:
 
 @dataclass
 class BatchReport:
-    done: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    warnings: list[tuple[Path, str]] = field(default_factory=list)  # done, with a caveat
-    confidence: dict[Path, float] = field(default_factory=dict)  # of each one done
+    """Inputs by local path, or by URI where ``p --engine ray`` reads a bucket."""
+
+    done: list[Path | str] = field(default_factory=list)
+    skipped: list[Path | str] = field(default_factory=list)
+    failed: list[tuple[Path | str, str]] = field(default_factory=list)
+    warnings: list[tuple[Path | str, str]] = field(default_factory=list)  # done, with a caveat
+    confidence: dict[Path | str, float] = field(default_factory=dict)  # of each one done
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
 
-def _is_candidate(path: Path) -> bool:
+class FolderJob(Protocol):
+    """What the end of a folder job reads, whatever ran it."""
+
+    report: BatchReport
+
+    def output_for(self, src: Any) -> Path | str: ...
+
+
+def is_candidate(path: PurePath) -> bool:
     name = path.name
     # hidden, temporary and partial files are someone's unfinished writes (ours included)
     if name.startswith(".") or name.endswith((".part", ".tmp", ".crdownload")):
         return False
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def output_name(src: PurePath, fmt: str, *, has_sibling: bool) -> str:
+    """The output's file name; siblings that share a stem keep their extension in the name
+    (``a.jpg`` and ``a.png`` give ``a.jpg.png`` and ``a.png.png``) so nothing collides."""
+    suffix = _OUT_SUFFIX[fmt]
+    return f"{src.name}{suffix}" if has_sibling else f"{src.stem}{suffix}"
 
 
 class Batch:
@@ -99,21 +116,19 @@ class Batch:
             )
             for name in sorted(files):
                 path = root_path / name
-                if _is_candidate(path):
+                if is_candidate(path):
                     yield path
 
     def output_for(self, src: Path) -> Path:
-        """Mirror path of ``src``; siblings that share a stem keep their extension in the name
-        (``a.jpg`` and ``a.png`` give ``a.jpg.png`` and ``a.png.png``) so nothing collides."""
+        """Mirror path of ``src``, named by :func:`output_name`."""
         rel = src.resolve().relative_to(self.in_dir)
-        suffix = _OUT_SUFFIX[self.options.format]
         siblings = [
             p
             for p in src.parent.glob(f"{_glob_escape(src.stem)}.*")
-            if p.name != src.name and p.stem == src.stem and _is_candidate(p)
+            if p.name != src.name and p.stem == src.stem and is_candidate(p)
         ]
-        name = f"{src.name}{suffix}" if siblings else f"{src.stem}{suffix}"
-        return self.out_dir / rel.parent / name
+        return self.out_dir / rel.parent / output_name(src, self.options.format,
+                                                       has_sibling=bool(siblings))
 
     def process_one(self, src: Path) -> None:
         """One photo, start to finish, in the calling thread (what ``watch`` does)."""
@@ -238,7 +253,7 @@ class Batch:
         class Handler(FileSystemEventHandler):
             def _note(self, raw: str | bytes) -> None:
                 path = Path(os.fsdecode(raw))
-                if not _is_candidate(path) or batch._inside_out_dir(path.resolve()):
+                if not is_candidate(path) or batch._inside_out_dir(path.resolve()):
                     return
                 with pending_lock:
                     pending[path] = (time.monotonic(), None)

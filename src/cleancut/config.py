@@ -30,6 +30,9 @@ from .errors import InvalidSetting
 __all__ = ["Settings", "load", "default_model_dir", "env_var", "reference_markdown"]
 
 DOCS: Final = "docs/settings.md"  # where the reference lives; error messages point there
+# Ray puts its sockets at DIR/session_<date>_<time>_<µs>_<pid>/sockets/plasma_store, and
+# a Unix socket path has at most 107 bytes.
+RAY_DIR_MAX_BYTES: Final = 40
 
 
 def default_model_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -72,6 +75,13 @@ _SECTIONS: Final[dict[str, tuple[str, str]]] = {
     "url": ("URL input", "Off by default. [SECURITY.md](../SECURITY.md#threat-model) describes "
             "the guards against server-side request forgery."),
     "access": ("Access control", "API keys, rate limits, proxies and CORS."),
+    "ray": ("Ray (`--engine ray`)", "Read by `cleancut p --engine ray`, `cleancut serve --engine "
+            "ray` and `serve run cleancut.ray:app`, which need `pip install 'cleancut[ray]'`. "
+            "Whatever these say, cleancut turns Ray's usage statistics off "
+            "(`RAY_USAGE_STATS_ENABLED=0`) and asks for token authentication "
+            "(`RAY_AUTH_MODE=token`); Ray's own `RAY_ADDRESS`, `RAY_AUTH_TOKEN` and "
+            "`RAY_AUTH_TOKEN_PATH` are honoured. The defaults fit a small machine: see "
+            "`bench/results/ray.md` for what Ray costs there."),
 }
 
 
@@ -326,6 +336,91 @@ class Settings(BaseSettings):
             "visitors' browsers, and `*` lets any web page do so. List only your own front "
             "ends."))
 
+    # --- Ray (--engine ray) ---------------------------------------------------------------
+    # Only the Ray doors (cleancut.ray) read these; the rest of cleancut never imports Ray.
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join: `HOST:PORT` of a head started with `ray start --head`, "
+        "or `ray://HOST:PORT`; `--address` takes precedence. None = `RAY_ADDRESS` if set, else "
+        "a local Ray is started for the command and stopped after it",
+        json_schema_extra=_doc("ray"))
+    ray_dir: Path | None = Field(
+        None,
+        description="Ray's folder on this machine: the session files and logs of a local Ray, "
+        "and its token (`auth_token`, mode 0600) unless `RAY_AUTH_TOKEN` or "
+        "`RAY_AUTH_TOKEN_PATH` is set, so nothing of Ray's goes to `/tmp/ray` or `~/.ray`. Keep "
+        "it short (at most 40 bytes): Ray's sockets live below it and a socket path has at most "
+        "107. None = `cleancut-ray` in `CLEANCUT_TMP_DIR`, else in the system temp dir",
+        json_schema_extra=_doc("ray"))
+    ray_cpus: int = Field(
+        0, ge=0, le=4096,
+        description="CPUs of the local Ray started for a command; 0 = every core. Not used "
+        "when joining a cluster (its nodes say how many CPUs they have)",
+        json_schema_extra=_doc("ray"))
+    ray_actors: int = Field(
+        0, ge=0, le=4096,
+        description="`p --engine ray`: actors in the pool, each holding one engine (the model "
+        "is loaded once per actor); 0 = one per CPU of the cluster when the job starts",
+        json_schema_extra=_doc("ray"))
+    ray_actor_cpus: float = Field(
+        0.5, gt=0, le=256,
+        description="`p --engine ray`: CPUs each actor reserves. Below 1 on purpose: actors "
+        "that reserve every CPU leave none to Ray Data's read tasks, and the job hangs",
+        json_schema_extra=_doc("ray"))
+    ray_actor_threads: int = Field(
+        0, ge=0, le=256,
+        description="`p --engine ray`: ONNX Runtime threads inside each actor "
+        "(`CLEANCUT_INTRA_OP_THREADS` of its engine); 0 = the actor's CPUs, rounded up",
+        json_schema_extra=_doc("ray"))
+    ray_batch_size: int = Field(
+        2, ge=1, le=1024,
+        description="`p --engine ray`: photos an actor takes at a time; a batch lost with its "
+        "node is done again elsewhere",
+        json_schema_extra=_doc("ray"))
+    ray_replica_cpus: float = Field(
+        1.0, gt=0, le=256,
+        description="`serve --engine ray`: CPUs each replica reserves; with "
+        "`CLEANCUT_WORKERS` or `CLEANCUT_INTRA_OP_THREADS` at 0, also a replica's workers and "
+        "ONNX Runtime threads (rounded up)",
+        json_schema_extra=_doc("ray"))
+    ray_serve_replicas: int = Field(
+        1, ge=1, le=4096,
+        description="`serve --engine ray`: replicas of the service, each with its own app, "
+        "engine and worker pool, when autoscaling is off",
+        json_schema_extra=_doc("ray"))
+    ray_serve_min_replicas: int = Field(
+        1, ge=0, le=4096,
+        description="autoscaling: fewest replicas (0 lets the service scale to zero, and the "
+        "first request then waits for a replica to load its models)",
+        json_schema_extra=_doc("ray"))
+    ray_serve_max_replicas: int = Field(
+        0, ge=0, le=4096,
+        description="autoscaling: most replicas; 0 = autoscaling off "
+        "(`CLEANCUT_RAY_SERVE_REPLICAS` replicas)",
+        json_schema_extra=_doc("ray"))
+    ray_serve_target_ongoing_requests: float = Field(
+        0.0, ge=0, le=100_000,
+        description="autoscaling: requests in progress per replica that the autoscaler aims "
+        "for; 0 = a replica's workers",
+        json_schema_extra=_doc("ray"))
+    ray_serve_max_ongoing_requests: int = Field(
+        0, ge=0, le=100_000,
+        description="requests Ray Serve sends one replica at once; 0 = the replica's workers + "
+        "queue + 16, so that the replica's own queue is what fills first and overload is "
+        "cleancut's 503 `overloaded` JSON with `Retry-After`",
+        json_schema_extra=_doc("ray"))
+    ray_serve_max_queued_requests: int = Field(
+        -1, ge=-1, le=1_000_000,
+        description="requests Ray Serve holds while every replica is at its "
+        "`CLEANCUT_RAY_SERVE_MAX_ONGOING_REQUESTS`; beyond, Ray Serve answers 503 itself "
+        "(plain text, `Retry-After: 1`); -1 = no bound (the replicas' queues bound the work)",
+        json_schema_extra=_doc("ray"))
+    ray_serve_proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode",
+        description="nodes that run Ray Serve's HTTP proxy, each on `CLEANCUT_HOST:"
+        "CLEANCUT_PORT`",
+        json_schema_extra=_doc("ray"))
+
     @classmethod
     def settings_customise_sources(  # type: ignore[override]
         cls, settings_cls: Any, init_settings: Any, **_: Any
@@ -370,6 +465,14 @@ class Settings(BaseSettings):
     @classmethod
     def _csv_hosts(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("ray_dir", mode="after")
+    @classmethod
+    def _short_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and len(os.fsencode(value)) > RAY_DIR_MAX_BYTES:
+            raise ValueError(f"{str(value)[:60]!r} is longer than {RAY_DIR_MAX_BYTES} bytes: "
+                             "Ray's socket paths below it would not fit")
+        return value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -41,6 +41,9 @@ other). The classes that only group others (``InputError``, ``ModelError``, ``Se
         ├── RequestTimeout              408 the request body did not arrive in time
         ├── ProcessingTimeout           504
         └── HttpError                       any other HTTP-level refusal, with its own status
+    └── ClusterError                    Ray, for ``--engine ray``
+        ├── RayNotInstalled             the ``ray`` extra is not installed
+        └── ClusterUnavailable          Ray could not be started or joined
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ __all__ = [
     "RequestTimeout",
     "ProcessingTimeout",
     "HttpError",
+    "ClusterError",
+    "RayNotInstalled",
+    "ClusterUnavailable",
 ]
 
 # Every field an InvalidParameter may name, each with its own code ``invalid_<field>``: the
@@ -355,6 +361,27 @@ class HttpError(ServiceError):
     def __init__(self, detail: str, status: int) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class ClusterError(CleancutError, abstract=True):
+    title = "Cluster error"
+
+
+class RayNotInstalled(ClusterError):
+    """``--engine ray`` and ``cleancut.ray`` need Ray: ``pip install 'cleancut[ray]'``."""
+
+    code = "ray_not_installed"
+    title = "Ray is not installed"
+    report = False
+
+
+class ClusterUnavailable(ClusterError):
+    """Ray could not be started or joined (a wrong address, a token the cluster refuses, a
+    cluster that went away)."""
+
+    code = "cluster_unavailable"
+    status = 503
+    title = "Ray cluster unavailable"
 
 
 def codes() -> dict[str, type[CleancutError]]:

@@ -34,8 +34,31 @@ class _Parser(argparse.ArgumentParser):
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = load(host=args.host, port=args.port, workers=args.workers, models=args.models,
                     allow_anonymous=True if args.allow_anonymous else None)
+    if args.engine == "ray":
+        from ..ray.cli import cmd_serve as cmd_serve_ray
+
+        return cmd_serve_ray(settings, args.address)
     run(settings)  # configures the process itself: logging, temporary folder, allocator
     return 0
+
+
+def cmd_p_any(args: argparse.Namespace, engine: Engine) -> int:
+    if args.engine == "ray":
+        from ..ray.cli import cmd_p as cmd_p_ray
+
+        return cmd_p_ray(args, engine)
+    return cmd_p(args, engine)
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: this process (default); ray: on Ray (pip install 'cleancut[ray]'), a "
+        "local one or the cluster of --address")
+    parser.add_argument(
+        "--address", default=None, metavar="HOST:PORT",
+        help="with --engine ray: the cluster to join (default: CLEANCUT_RAY_ADDRESS, then "
+        "RAY_ADDRESS, else a local Ray for this command)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_i, needs="engine")
 
     p = sub.add_parser("p", help="a folder, recursively, into another folder")
-    p.add_argument("input", metavar="IN_DIR")
-    p.add_argument("output", metavar="OUT_DIR")
+    p.add_argument("input", metavar="IN_DIR",
+                   help="a folder; with --engine ray also a URI Ray Data reads (s3://bucket/in)")
+    p.add_argument("output", metavar="OUT_DIR",
+                   help="a folder; with --engine ray also a URI (s3://bucket/out)")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
     p.add_argument("--json", metavar="REPORT", help="write each file's outcome and confidence "
                    "as JSON to REPORT ('-': stderr)")
@@ -61,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-w",
         "--watch",
         action="store_true",
-        help="keep running and process images that arrive later",
+        help="keep running and process images that arrive later (local engine only)",
     )
+    _add_engine_flags(p)
     add_option_flags(p)
-    p.set_defaults(func=cmd_p, needs="engine")
+    p.set_defaults(func=cmd_p_any, needs="engine")
 
     p = sub.add_parser("b", help="raw RGB24 frames of WIDTH×HEIGHT on stdin (ffmpeg rawvideo)")
     p.add_argument("width", type=int)
@@ -91,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-anonymous", action="store_true",
         help="serve a non-loopback address without API keys (otherwise start-up is refused)",
     )
+    _add_engine_flags(p)
     p.set_defaults(func=cmd_serve, needs="args")
 
     models = sub.add_parser("models", help="install and list model weights")
@@ -147,7 +174,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "engine", "local") != "ray" and getattr(args, "address", None):
+        parser.error("--address goes with --engine ray")
+    if getattr(args, "watch", False) and args.engine == "ray":
+        parser.error("--watch runs on the local engine only; leave out --engine ray")
+    if args.command == "p" and args.engine != "ray" and "://" in args.input + args.output:
+        parser.error("folders given as URIs (s3://...) need --engine ray")
     try:
         return _dispatch(args)
     except CleancutError as exc:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from .._fs import atomic_write_bytes, read_image_file
-from ..batch import Batch
+from ..batch import Batch, FolderJob
 from ..engine import Engine, Options, Result
 from ..errors import InvalidParameter, ResolutionTooHigh
 from .flags import options_from
@@ -134,7 +134,7 @@ def cmd_p(args: argparse.Namespace, engine: Engine) -> int:
     return finish_batch(batch, args.json)
 
 
-def finish_batch(batch: Batch, json_target: str | None) -> int:
+def finish_batch(batch: FolderJob, json_target: str | None) -> int:
     """The end of a folder job, whatever ran it: counts and each failure on stderr, the
     ``--json`` report, and the exit code (1 when any file failed)."""
     r = batch.report
