@@ -371,3 +371,16 @@ def test_the_status_of_each_model_is_listed(
     assert rows["silueta"]["installed"] is False
     assert rows["silueta"]["verified"] is None
     assert rows["silueta"]["source"] == "import only"
+
+
+def test_the_int8_variants_that_pull_can_build_are_listed_until_built(
+    empty_store: ModelStore,
+) -> None:
+    rows = {row["name"]: row for row in empty_store.iter_status()}
+    for parent in ("u2net", "u2netp", "isnet"):
+        row = rows[f"{parent}-int8"]
+        assert row["installed"] is False and row["verified"] is None
+        assert row["source"] == f"built here from {parent}: cleancut models pull {parent}-int8"
+        assert row["licence"] == rows[parent]["licence"]
+    assert [name for name in rows if name.endswith("-int8")] == [
+        "u2net-int8", "u2netp-int8", "isnet-int8"]  # after every catalog model

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from ..errors import UnknownModel
 
-__all__ = ["ModelSpec", "Carrier", "NpmCarrier", "CATALOG", "get_spec", "DEFAULT_PULL"]
+__all__ = ["ModelSpec", "Carrier", "NpmCarrier", "CATALOG", "get_spec", "DEFAULT_PULL",
+           "INT8_BUILDS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,6 +86,10 @@ _ISNET_LICENCE_NOTES = (
     "ThirdPartyLicenses.json names the model ISNET, source github.com/xuebinqin/DIS, licence MIT. "
     "cleancut takes only the weights out of it, no IMG.LY code."
 )
+
+# Models whose INT8 variant `cleancut models pull NAME-int8` builds with a measured recipe
+# (bench/results/int8.md); `models list` names them before they are built.
+INT8_BUILDS = ("u2net", "u2netp", "isnet")
 
 CATALOG: dict[str, ModelSpec] = {
     spec.name: spec

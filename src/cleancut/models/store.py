@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from .._fs import atomic_write_bytes
 from ..errors import InvalidParameter, ModelChecksumMismatch, ModelNotInstalled, UnknownModel
-from .catalog import CATALOG, ModelSpec
+from .catalog import CATALOG, INT8_BUILDS, ModelSpec
 
 __all__ = [
     "InstalledModel",
@@ -235,8 +235,20 @@ class ModelStore:
         return data if isinstance(data, dict) else None
 
     def iter_status(self) -> Iterator[dict[str, Any]]:
-        """One row per known model for ``models list`` (hashes each installed file once)."""
-        for name in self.names():
+        """One row per known model for ``models list`` (hashes each installed file once), then
+        the INT8 variants that ``models pull NAME-int8`` can build and that are not built yet."""
+        names = self.names()
+        yield from self._status_rows(names)
+        for parent in INT8_BUILDS:
+            if f"{parent}-int8" not in names:
+                spec = self.spec(parent)
+                yield {"name": f"{parent}-int8", "installed": False, "verified": None,
+                       "size_bytes": None, "licence": spec.licence, "licence_notes": None,
+                       "source": f"built here from {parent}: cleancut models pull {parent}-int8",
+                       "input_size": list(spec.input_size)}
+
+    def _status_rows(self, names: list[str]) -> Iterator[dict[str, Any]]:
+        for name in names:
             spec = self.spec(name)
             path = self.path_of(spec)
             installed = path.is_file()
