@@ -13,8 +13,8 @@ Engine keep the arena they have; the service and the CLI make their Engine first
 What a burst kept is handed back once the work is over: :func:`release_free_memory`
 (``malloc_trim``) returns every free page to the system. The service calls it after loading its
 models and when it has been idle for a moment, so a busy service keeps its buffers and an idle one
-holds little more than its models (ONNX Runtime's own arena is off for the same reason:
-sessions.py).
+holds little more than its models (ONNX Runtime's own arena is off in such a process for the same
+reason: session.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import platform
 import threading
 from collections.abc import Callable
 
-__all__ = ["keep_large_buffers", "release_free_memory"]
+__all__ = ["keep_large_buffers", "large_buffers_kept", "release_free_memory"]
 
 log = logging.getLogger("cleancut")
 
@@ -61,6 +61,11 @@ def keep_large_buffers() -> bool:
             return False
         _done = ok
         return ok
+
+
+def large_buffers_kept() -> bool:
+    """Whether :func:`keep_large_buffers` has set this process's thresholds."""
+    return _done
 
 
 def release_free_memory() -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ModelLoadFailed, ModelRunFailed, ProcessingTimeout
 from ..models.catalog import ModelSpec
 from ..models.store import InstalledModel, ModelStore
+from . import allocator
 
 __all__ = ["Session", "SessionKey", "SessionCache", "RunControl", "controlled_by"]
 
@@ -66,13 +67,18 @@ class Session:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        # No memory arena: it keeps the activations of the largest run for good (~0.6 GB with
-        # u2net on a 12 MP burst). glibc's heap, with the thresholds of allocator.py, keeps
-        # them while busy and gives them back when idle (release_free_memory). Without an arena
-        # the memory pattern is one fresh block per run, faulted in page by page (64,000 faults
-        # a u2netp run); tensor by tensor from the heap there are none.
-        opts.enable_cpu_mem_arena = False
-        opts.enable_mem_pattern = False
+        if allocator.large_buffers_kept():
+            # No memory arena: it keeps the activations of the largest run for good (~0.6 GB
+            # with u2net on a 12 MP burst). glibc's heap, with the thresholds of allocator.py,
+            # keeps them while busy and gives them back when idle (release_free_memory). Without
+            # an arena the memory pattern is one fresh block per run, faulted in page by page
+            # (64,000 faults a u2netp run); tensor by tensor from the heap there are none.
+            opts.enable_cpu_mem_arena = False
+            opts.enable_mem_pattern = False
+        # Else ONNX Runtime's arena, as it comes: in a process whose heap cleancut has not set up
+        # (a library caller's), each tensor above glibc's default mmap threshold would be mapped
+        # and faulted in afresh on every run, 1.5× the floor's time for u2netp (2026-12-02,
+        # runs interleaved: 259 ms without an arena, 171 with, 183 with the thresholds set).
         started = time.perf_counter()
         try:
             self._session = ort.InferenceSession(
