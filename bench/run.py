@@ -151,12 +151,13 @@ def _concurrent_floor(model_path: Path, x: np.ndarray, cores: int, runs: int) ->
 
 # --- the library ----------------------------------------------------------------------------
 def library(model: str, photos: dict[str, bytes], runs: int,
-            reference: ReferenceWorker | None = None) -> dict[str, Any]:
-    """The library end to end, each run followed by one of the reference tool on the same photo:
-    this machine's speed drifts by 10-60 % over minutes, so figures taken minutes apart are not
-    comparable. (The floor is not paired this way: right after a run of the library, a second
-    ONNX Runtime session in the same process ran 40 % slower than alone, which would flatter
-    the library.)"""
+            reference: ReferenceWorker | None = None,
+            floor_worker: FloorWorker | None = None) -> dict[str, Any]:
+    """The library end to end, each run followed by one of the floor and one of the reference
+    tool on the same photo, each in a process of its own: this machine's speed drifts by 10-60 %
+    over minutes, so figures taken minutes apart are not comparable. (The floor runs in another
+    process: right after a run of the library, a second ONNX Runtime session in the same
+    process ran 40 % slower than alone, which would flatter the library.)"""
     from cleancut.config import load
     from cleancut.engine import Engine, Options
 
@@ -164,18 +165,23 @@ def library(model: str, photos: dict[str, bytes], runs: int,
     options = Options()
     out: dict[str, Any] = {}
     ref_out: dict[str, Any] = {}
+    floor_out: dict[str, Any] = {}
     for label, data in photos.items():
         for _ in range(2):
             engine.process(data, options, model=model)
+            if floor_worker:
+                floor_worker.run()
             if reference:
                 reference.run(label)
-        totals, stages, ref_ms = [], {}, []
+        totals, stages, ref_ms, floor_ms = [], {}, [], []
         for _ in range(runs):
             started = time.perf_counter()
             result = engine.process(data, options, model=model)
             totals.append((time.perf_counter() - started) * 1e3)
             for stage, ms in result.timings_ms.items():
                 stages.setdefault(stage, []).append(ms)
+            if floor_worker:
+                floor_ms.append(floor_worker.run())
             if reference:
                 ref_ms.append(reference.run(label))
         out[label] = {
@@ -184,7 +190,56 @@ def library(model: str, photos: dict[str, bytes], runs: int,
         }
         if ref_ms:
             ref_out[label] = summary(ref_ms)
-    return {"cleancut": out, "reference": ref_out}
+        if floor_ms:
+            floor_out[label] = summary(floor_ms)
+    return {"cleancut": out, "reference": ref_out, "floor": floor_out}
+
+
+class FloorWorker:
+    """ONNX Runtime alone (the floor's session: all cores, full optimisation, its defaults) in a
+    process of its own, one run on a prepared 320² input each time it is asked, so that the floor
+    alternates with the library run by run."""
+
+    SCRIPT = (
+        "import sys, time\n"
+        "import numpy as np, onnxruntime as ort\n"
+        "o = ort.SessionOptions(); o.intra_op_num_threads = int(sys.argv[2])\n"
+        "o.inter_op_num_threads = 1\n"
+        "o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
+        "s = ort.InferenceSession(sys.argv[1], o, providers=['CPUExecutionProvider'])\n"
+        "x = {s.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 320, 320),"
+        " dtype=np.float32)}\n"
+        "s.run(None, x)\n"
+        "print('ready', flush=True)\n"
+        "for _line in sys.stdin:\n"
+        "    t = time.perf_counter(); s.run(None, x)\n"
+        "    print((time.perf_counter() - t) * 1e3, flush=True)\n"
+    )
+
+    def __init__(self, model_path: Path) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT, str(model_path), str(os.cpu_count() or 1)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self._readline() != "ready":
+            raise RuntimeError("the floor worker did not start")
+
+    def _readline(self) -> str:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the floor worker exited ({self._proc.wait()})")
+        return line.strip()
+
+    def run(self) -> float:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("run\n")
+        self._proc.stdin.flush()
+        return float(self._readline())
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=60)
 
 
 # --- the reference tool ---------------------------------------------------------------------
@@ -255,9 +310,10 @@ class ReferenceWorker:
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
     r: dict[str, Any] = {}
     for model, lib in report["library"].items():
-        if "800x600" in lib:
-            r[f"{model}_800x600_vs_floor"] = lib["800x600"]["median_ms"] / report["floor"][model][
-                "best_ms"]
+        paired = report.get("floor_interleaved", {}).get(model, {})
+        if "800x600" in lib and "800x600" in paired:  # the floor run by run beside the library
+            r[f"{model}_800x600_vs_floor"] = (lib["800x600"]["median_ms"]
+                                              / paired["800x600"]["median_ms"])
         ref = report.get("reference", {}).get("library", {}).get(model, {})
         if "4000x3000" in lib and "4000x3000" in ref:
             r[f"{model}_4000x3000_speedup_vs_reference"] = (
@@ -329,21 +385,24 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{1000.0 / f['best_ms']:.2f} | {f.get('ideal_rps', float('nan')):.2f} | "
                      f"{f['allowed_rps']:.2f} |")
     lines += ["", "## Library end to end (JPEG bytes in, PNG bytes out)", "",
-              "Each cleancut run is followed by one run of the reference tool on the same photo, "
-              "so that both see the same minutes of this machine.", "",
+              "Each cleancut run is followed by one run of the floor (ONNX Runtime alone, all "
+              "cores, in a process of its own) and one of the reference tool on the same photo, "
+              "so that all three see the same minutes of this machine.", "",
               "| model | photo | median ms | p95 ms | decode | preprocess | inference | mask | "
-              "compose | encode | reference median ms |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "compose | encode | floor median ms | reference median ms |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, sizes in report["library"].items():
         ref = report.get("reference", {}).get("library", {}).get(model, {})
+        paired = report.get("floor_interleaved", {}).get(model, {})
         for label, s in sizes.items():
             st = s["stages_median_ms"]
             ref_ms = f"{ref[label]['median_ms']:.1f}" if label in ref else "—"
+            floor_ms = f"{paired[label]['median_ms']:.1f}" if label in paired else "—"
             lines.append(
                 f"| {model} | {label} | {s['median_ms']:.1f} | {s['p95_ms']:.1f} | "
                 + " | ".join(f"{st.get(k, 0):.1f}" for k in
                              ("decode", "preprocess", "inference", "mask", "compose", "encode"))
-                + f" | {ref_ms} |")
+                + f" | {floor_ms} | {ref_ms} |")
     i8 = report.get("int8_floor")
     if i8:
         lines += ["", "## INT8 against fp32 on the floor (ONNX Runtime alone, all cores, "
@@ -436,12 +495,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         worker = (ReferenceWorker(reference_python(), settings.model_dir, model, photos)
                   if with_reference else None)
+        floor_worker = FloorWorker(installed.path)
         try:
-            both = library(model, photos, runs, worker)
+            both = library(model, photos, runs, worker, floor_worker)
         finally:
+            floor_worker.close()
             if worker:
                 worker.close()
         report["library"][model] = both["cleancut"]
+        report.setdefault("floor_interleaved", {})[model] = both["floor"]
         if with_reference:
             report["reference"]["library"][model] = both["reference"]
 

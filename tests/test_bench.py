@@ -20,6 +20,7 @@ def test_bench_harness_runs_on_tiny_inputs(tmp_path: Path, model_dir: Path) -> N
     report = json.loads((tmp_path / "quick.json").read_text())
     assert report["floor"]["u2netp"]["best_ms"] > 0
     assert report["library"]["u2netp"]["64x48"]["runs"] == 2
+    assert report["floor_interleaved"]["u2netp"]["64x48"]["runs"] == 2  # run by run beside it
     assert set(report["library"]["u2netp"]["64x48"]["stages_median_ms"]) == {
         "decode", "preprocess", "inference", "mask", "compose", "encode"}
     assert report["service"]["cleancut u2netp"]["2"]["errors"] == 0
