@@ -125,7 +125,7 @@ def test_tampered_int8_file_is_refused(quantized: tuple[Path, dict], tmp_path: P
 def fake_build(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand the parent's own bytes in for the quantised file (fast; same behaviour)."""
 
-    def build(parent, batches, out, exclude, workdir):  # type: ignore[no-untyped-def]
+    def build(parent, batches, out, exclude, workdir, **_recipe):  # type: ignore[no-untyped-def]
         shutil.copy(parent.path, out)
 
     monkeypatch.setattr(q, "build", build)
