@@ -195,7 +195,39 @@ def library(model: str, photos: dict[str, bytes], runs: int,
     return {"cleancut": out, "reference": ref_out, "floor": floor_out}
 
 
-class FloorWorker:
+class _LineWorker:
+    """A process that answers one line (milliseconds) for each line it is sent."""
+
+    _proc: subprocess.Popen[str]
+    _what: str
+
+    def _start(self, argv: list[str], what: str, env: dict[str, str] | None) -> None:
+        self._what = what
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True, env=env)
+        if self._readline() != "ready":
+            raise RuntimeError(f"{what} did not start")
+
+    def _readline(self) -> str:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self._what} exited ({self._proc.wait()})")
+        return line.strip()
+
+    def _ask(self, line: str) -> float:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
+        return float(self._readline())
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=60)
+
+
+class FloorWorker(_LineWorker):
     """ONNX Runtime alone (the floor's session: all cores, full optimisation, its defaults) in a
     process of its own, one run on a prepared 320² input each time it is asked, so that the floor
     alternates with the library run by run."""
@@ -217,29 +249,11 @@ class FloorWorker:
     )
 
     def __init__(self, model_path: Path) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", self.SCRIPT, str(model_path), str(os.cpu_count() or 1)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self._readline() != "ready":
-            raise RuntimeError("the floor worker did not start")
-
-    def _readline(self) -> str:
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the floor worker exited ({self._proc.wait()})")
-        return line.strip()
+        self._start([sys.executable, "-c", self.SCRIPT, str(model_path),
+                     str(os.cpu_count() or 1)], "the floor worker", None)
 
     def run(self) -> float:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write("run\n")
-        self._proc.stdin.flush()
-        return float(self._readline())
-
-    def close(self) -> None:
-        if self._proc.stdin:
-            self._proc.stdin.close()
-        self._proc.wait(timeout=60)
+        return self._ask("run")
 
 
 # --- the reference tool ---------------------------------------------------------------------
@@ -259,7 +273,7 @@ def reference_env(model_dir: Path) -> dict[str, str]:
     return {**os.environ, "U2NET_HOME": str(model_dir), "OMP_NUM_THREADS": str(os.cpu_count())}
 
 
-class ReferenceWorker:
+class ReferenceWorker(_LineWorker):
     """The reference tool in its own virtualenv and process, one session loaded, removing the
     background of one photo each time it is asked (so that its runs can alternate with ours)."""
 
@@ -281,29 +295,11 @@ class ReferenceWorker:
             path = WORK / f"photo-{label}.jpg"
             path.write_bytes(data)
             paths[label] = str(path)
-        self._proc = subprocess.Popen(
-            [str(py), "-c", self.SCRIPT, model, json.dumps(paths)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, env=reference_env(model_dir))
-        if self._readline() != "ready":
-            raise RuntimeError("the reference tool did not start")
-
-    def _readline(self) -> str:
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the reference tool exited ({self._proc.wait()})")
-        return line.strip()
+        self._start([str(py), "-c", self.SCRIPT, model, json.dumps(paths)],
+                    "the reference tool", reference_env(model_dir))
 
     def run(self, label: str) -> float:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(label + "\n")
-        self._proc.stdin.flush()
-        return float(self._readline())
-
-    def close(self) -> None:
-        if self._proc.stdin:
-            self._proc.stdin.close()
-        self._proc.wait(timeout=60)
+        return self._ask(label)
 
 
 # --- the report -----------------------------------------------------------------------------
