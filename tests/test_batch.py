@@ -95,8 +95,11 @@ def test_ctrl_c_leaves_only_whole_outputs(tmp_path: Path, model_dir: Path) -> No
     src.mkdir()
     for i in range(40):
         shutil.copy(GOLDEN / "inputs" / PHOTOS[i % len(PHOTOS)], src / f"{i:02d}-{PHOTOS[i % 6]}")
+    # As at a terminal: a suite started in the background (`cmd &` in a script) would hand its
+    # children SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     proc = subprocess.Popen([CLEANCUT, "p", "-m", "u2netp", str(src), str(out)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out.is_dir() and len(list(out.glob("*.png"))) >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, "no output appeared"
