@@ -122,14 +122,15 @@ def confidence(pred: np.ndarray) -> float:
 
 # --- decontamination ---------------------------------------------------------------------------
 
-_kernels: tuple[Any, Any] | None = None
+_kernels: tuple[Any, ...] | None = None
 _kernels_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _compile() -> tuple[Any, Any]:
-    """numba kernels for the two full-resolution passes (built on first use, cached on disk)."""
+def _compile() -> tuple[Any, ...]:
+    """numba kernels for the two full-resolution passes and for the grid's blurs (built on first
+    use, cached on disk)."""
     global _kernels
     with _kernels_lock:
         if _kernels is not None:
@@ -235,7 +236,58 @@ def _compile() -> tuple[Any, Any]:
                         f = obs + ramp * (f - obs)
                         out[y, x, c] = np.uint8(f * np.float32(255.0) + np.float32(0.5))
 
-        _kernels = (cell_means, apply)
+        @njit(nogil=True, cache=True)
+        def box(  # pragma: no cover - compiled
+            src: np.ndarray, r: int, c0: int, c1: int, dst: np.ndarray
+        ) -> None:
+            # the (2r+1)² box mean of planes c0..c1-1, edges repeated (scipy's mode "nearest"),
+            # by running sums: the cost does not grow with r
+            _, h, w = src.shape
+            tmp = np.empty((h, w), dtype=np.float64)
+            acc = np.empty(w, dtype=np.float64)
+            inv = 1.0 / ((2 * r + 1) * (2 * r + 1))
+            for c in range(c0, c1):
+                for y in range(h):  # along each row
+                    run = 0.0
+                    for k in range(-r, r + 1):
+                        run += src[c, y, min(max(k, 0), w - 1)]
+                    tmp[y, 0] = run
+                    for x in range(1, w):
+                        run += src[c, y, min(x + r, w - 1)] - src[c, y, max(x - 1 - r, 0)]
+                        tmp[y, x] = run
+                acc[:] = 0.0  # then down the columns, a whole row at a time
+                for k in range(-r, r + 1):
+                    row = min(max(k, 0), h - 1)
+                    for x in range(w):
+                        acc[x] += tmp[row, x]
+                for y in range(h):
+                    for x in range(w):
+                        dst[c, y, x] = acc[x] * inv
+                    if y + 1 < h:
+                        add, sub = min(y + 1 + r, h - 1), max(y - r, 0)
+                        for x in range(w):
+                            acc[x] += tmp[add, x] - tmp[sub, x]
+
+        @njit(nogil=True, cache=True, fastmath=True)
+        def between(  # pragma: no cover - compiled
+            cells: np.ndarray, wide: np.ndarray, eps: float, row0: int, row1: int,
+            out: np.ndarray,
+        ) -> None:
+            # pass 1's estimate of F per cell (a cell's mean colour stands in for its pixels),
+            # laid out as pass 2's input: α, α·F, (1 − α)·B̂₁
+            for j in range(row0, row1):
+                for i in range(cells.shape[2]):
+                    a = cells[0, j, i]
+                    a1 = wide[0, j, i]
+                    out[0, j, i] = a
+                    for c in range(3):
+                        f1 = wide[1 + c, j, i] / (a1 + eps)
+                        b1 = wide[4 + c, j, i] / (1.0 - a1 + eps)
+                        f = f1 + a * (cells[4 + c, j, i] - a * f1 - (1.0 - a) * b1)
+                        out[1 + c, j, i] = min(1.0, max(0.0, f)) * a
+                        out[4 + c, j, i] = b1 * (1.0 - a)
+
+        _kernels = (cell_means, apply, box, between)
         return _kernels
 
 
@@ -285,31 +337,30 @@ def working_scale(height: int, width: int) -> int:
     return max(1, round(math.sqrt(height * width) / _GRID_CELLS_SIDE))
 
 
-def _box(stack: np.ndarray, radius: int) -> np.ndarray:
-    from scipy import ndimage
+def _box(stack: np.ndarray, radius: int, threads: int) -> np.ndarray:
+    """Box means of each plane of ``stack`` (C×H×W float32), the planes shared out between
+    ``threads`` (scipy's uniform_filter gives the same values at three times the cost)."""
+    box = _compile()[2]
+    out = np.empty_like(stack)
+    _strips(lambda c0, c1: box(stack, radius, c0, c1, out), stack.shape[0], threads)
+    return out
 
-    size = 2 * radius + 1
-    return ndimage.uniform_filter(stack, size=(1, size, size), mode="nearest")
 
-
-def _local_means(cells: np.ndarray, r1: int, r2: int) -> np.ndarray:
+def _local_means(cells: np.ndarray, r1: int, r2: int, threads: int = 1) -> np.ndarray:
     """Forte & Pitié's two blur-fusion passes on the cell grid → 6×Hl×Wl (F̂, B̂) in 0..1."""
-    a = cells[0]
-    premult = cells[1:4]  # mean α·I
-    colour = cells[4:7]  # mean I
-    # pass 1 (wide): F = B = I
-    wide = _box(np.concatenate([cells[:4], colour - premult]), r1)
-    a1 = wide[0]
-    f1 = wide[1:4] / (a1 + _EPS)
-    b1 = wide[4:7] / (1.0 - a1 + _EPS)
-    # the first estimate of F on the grid (a cell's mean colour stands in for its pixels)
-    f = np.clip(f1 + a * (colour - a * f1 - (1.0 - a) * b1), 0.0, 1.0)
+    between = _compile()[3]
+    # pass 1 (wide): F = B = I, so the planes are α, α·I and (1 − α)·I
+    first = cells.copy()
+    first[4:7] -= cells[1:4]
+    wide = _box(first, r1, threads)
     # pass 2 (narrow): F from pass 1, B = pass 1's local background mean
-    narrow = _box(np.concatenate([a[None], f * a, b1 * (1.0 - a)]), r2)
+    second = np.empty_like(cells)
+    _strips(lambda j0, j1: between(cells, wide, _EPS, j0, j1, second), cells.shape[1], threads)
+    narrow = _box(second, r2, threads)
     a2 = narrow[0]
-    f2 = narrow[1:4] / (a2 + _EPS)
-    b2 = narrow[4:7] / (1.0 - a2 + _EPS)
-    return np.ascontiguousarray(np.concatenate([f2, b2]), dtype=np.float32)
+    f2 = narrow[1:4] / (a2 + np.float32(_EPS))
+    b2 = narrow[4:7] / (np.float32(1.0) - a2 + np.float32(_EPS))
+    return np.concatenate([f2, b2])
 
 
 def decontaminate(
@@ -345,7 +396,7 @@ def decontaminate(
     h, w = alpha.shape
     if h == 0 or w == 0:
         return out
-    cell_means, apply = _compile()
+    cell_means, apply = _compile()[:2]
     s = working_scale(h, w)
     hl, wl = -(-h // s), -(-w // s)
     cells = np.empty((7, hl, wl), dtype=np.float32)
@@ -356,7 +407,7 @@ def decontaminate(
     short = min(h, w)
     r1 = max(1, round(short * _R1_FRACTION / s))
     r2 = max(1, round(short * _R2_FRACTION / s))
-    grid = _local_means(cells, r1, r2)
+    grid = _local_means(cells, r1, r2, threads)
     fade = np.float32(_FADE)
     _strips(lambda y0, y1: apply(rgb, alpha, grid, s, solid, fade, y0, y1, out), h, threads)
     return out
