@@ -32,7 +32,7 @@ ROOT = HERE.parent
 WORK = HERE / ".work"
 sys.path.insert(0, str(HERE))
 
-from sections import batch, int8_floor, memory, services  # noqa: E402
+from sections import batch, int8_floor, memory, providers, raw_session, services  # noqa: E402,I001
 
 SIZES = {"800x600": (800, 600), "1920x1080": (1920, 1080), "4000x3000": (4000, 3000)}
 REFERENCE = "rembg[cpu,cli]==2.0.86"
@@ -73,7 +73,21 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "pillow": Image.__version__,
         "platform": platform.platform(),
+        "providers": providers(),
+        "gpu": gpu(),
     }
+
+
+def gpu() -> str | None:
+    """The accelerator's name and driver, where nvidia-smi answers; None on a CPU machine."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().replace("\n", "; ") or None
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -94,7 +108,7 @@ def floor(model_path: Path, runs: int) -> dict[str, Any]:
     x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
     out: dict[str, Any] = {}
     for threads in sorted({1, os.cpu_count() or 1}):
-        sess = _raw_session(model_path, threads)
+        sess = raw_session(model_path, threads)
         name = sess.get_inputs()[0].name
         for _ in range(3):
             sess.run(None, {name: x})
@@ -116,22 +130,11 @@ def floor(model_path: Path, runs: int) -> dict[str, Any]:
     return out
 
 
-def _raw_session(model_path: Path, threads: int) -> Any:
-    """ONNX Runtime alone: the model file, ``threads`` intra-op threads, full graph optimisation."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-
-
 def _concurrent_floor(model_path: Path, x: np.ndarray, cores: int, runs: int) -> float:
     """Throughput of ``cores`` threads running the model at once, one thread each."""
     import threading
 
-    sess = _raw_session(model_path, 1)
+    sess = raw_session(model_path, 1)
     name = sess.get_inputs()[0].name
     per_thread = max(2, runs // cores)
 
@@ -238,7 +241,7 @@ class FloorWorker(_LineWorker):
         "o = ort.SessionOptions(); o.intra_op_num_threads = int(sys.argv[2])\n"
         "o.inter_op_num_threads = 1\n"
         "o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL\n"
-        "s = ort.InferenceSession(sys.argv[1], o, providers=['CPUExecutionProvider'])\n"
+        "s = ort.InferenceSession(sys.argv[1], o, providers=sys.argv[3].split(','))\n"
         "x = {s.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 320, 320),"
         " dtype=np.float32)}\n"
         "s.run(None, x)\n"
@@ -250,7 +253,7 @@ class FloorWorker(_LineWorker):
 
     def __init__(self, model_path: Path) -> None:
         self._start([sys.executable, "-c", self.SCRIPT, str(model_path),
-                     str(os.cpu_count() or 1)], "the floor worker", None)
+                     str(os.cpu_count() or 1), ",".join(providers())], "the floor worker", None)
 
     def run(self) -> float:
         return self._ask("run")
@@ -366,7 +369,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, onnxruntime "
              f"{m['onnxruntime']}, Pillow {m['pillow']}, numpy {m['numpy']}. CPU flags: "
              + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m.get("cpu_flags", {}).items())
-             + ".", "",
+             + f". Execution providers: {', '.join(m.get('providers', ['CPUExecutionProvider']))}"
+             + (f"; GPU: {m['gpu']}" if m.get("gpu") else "") + ".", "",
              "## Floor (ONNX Runtime alone, 1×3×320×320)", "",
              "| model | threads | median ms | p95 ms |", "|---|---|---|---|"]
     for model, f in report["floor"].items():

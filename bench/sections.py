@@ -26,14 +26,27 @@ sys.path.insert(0, str(ROOT))
 from loadgen import Server, load_test, start_server, stop_server  # noqa: E402
 
 
-def _raw_session(model_path: Path, threads: int) -> Any:
+def providers() -> list[str]:
+    """The execution providers the engine would use here (CLEANCUT_PROVIDERS, those this
+    onnxruntime build has; the CPU when none is), so that the floor runs where cleancut does."""
+    import onnxruntime as ort
+
+    from cleancut.config import load
+
+    available = set(ort.get_available_providers())
+    return [p for p in load().providers if p in available] or ["CPUExecutionProvider"]
+
+
+def raw_session(model_path: Path, threads: int) -> Any:
+    """ONNX Runtime alone: the model file, ``threads`` intra-op threads, full graph optimisation,
+    the engine's providers."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), opts, providers=providers())
 
 
 # --- INT8 against fp32 on the floor ------------------------------------------------------------
@@ -42,7 +55,7 @@ def int8_floor(pairs: dict[str, tuple[Path, Path]], runs: int) -> dict[str, Any]
     out: dict[str, Any] = {}
     cores = os.cpu_count() or 1
     for model, (fp32_path, int8_path) in pairs.items():
-        a, b = _raw_session(fp32_path, cores), _raw_session(int8_path, cores)
+        a, b = raw_session(fp32_path, cores), raw_session(int8_path, cores)
         shape = [d if isinstance(d, int) else 1 for d in a.get_inputs()[0].shape]
         x = np.random.default_rng(0).random(shape, dtype=np.float32)
         na, nb = a.get_inputs()[0].name, b.get_inputs()[0].name
@@ -80,7 +93,7 @@ def batch_photos(folder: Path, count: int, size: tuple[int, int] = (800, 600)) -
 
 def _floor_rps(model_path: Path, runs: int) -> float:
     """Images/s the floor allows now: one run at a time on all cores, on a prepared input."""
-    sess = _raw_session(model_path, os.cpu_count() or 1)
+    sess = raw_session(model_path, os.cpu_count() or 1)
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
     sess.run(None, {name: x})
