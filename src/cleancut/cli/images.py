@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,14 @@ def _model(engine: Engine, options: Options) -> str:
     name = options.model or engine.settings.default_model
     engine.models(name)  # fail early, with the store's message, before any input is read
     return name
+
+
+def _load_kernels() -> None:
+    from ..engine.refine import warm_up
+
+    # a failure here is the first photo's to report, in its own words
+    with contextlib.suppress(Exception):
+        warm_up()
 
 
 def write_stdout(data: bytes) -> None:
@@ -105,6 +114,10 @@ def cmd_p(args: argparse.Namespace, engine: Engine) -> int:
     if not in_dir.is_dir():
         raise InvalidParameter("input", f"{in_dir} is not a folder")
     options = options_from(args)
+    if options.decontaminate:
+        # numba loads the edge-colour kernels from its cache in about a second: on the other
+        # core while the model loads, rather than on the first photo's way out
+        threading.Thread(target=_load_kernels, name="cleancut-kernels", daemon=True).start()
     batch = Batch(engine, options, _model(engine, options), in_dir, out_dir,
                   overwrite=args.overwrite)
     console = Console(stderr=True)
