@@ -412,9 +412,10 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{v['runs']} |" for k, v in i8.items()]
     b = report.get("batch")
     if b:
-        lines += ["", f"## Folders: `cleancut p` beside the floor and `rembg p` ({b['photos']} "
-                  f"photos of 800×600, {b['model']}, {b['rounds']} rounds of floor / cleancut / "
-                  "reference on the same folder; whole commands, start-up included)", "",
+        lines += ["", "## Folders: `cleancut p` beside the floor and `rembg p` (a folder of "
+                  f"{b['photos']} photos of 800×600 a round, {b['model']}, {b['rounds']} rounds "
+                  "of floor / cleancut / reference on the same folder; whole commands, start-up "
+                  "included)", "",
                   "| | images/s |", "|---|---|",
                   f"| the floor (ONNX Runtime alone, all cores) | {b['floor_rps']:.2f} |",
                   f"| cleancut p | {b['cleancut_rps']:.2f} |"]
