@@ -111,7 +111,7 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def batch(model: str, model_path: Path, count: int, rounds: int, work: Path,
           reference: tuple[Path, dict[str, str]] | None, floor_runs: int) -> dict[str, Any]:
-    """A folder of ``count`` photos (the size the issue names: a folder a user would run), one
+    """A folder of ``count`` photos (the size the target names: a folder a user would run), one
     per round; each round: the floor, ``cleancut p``, ``rembg p`` on that folder, one after the
     other. Throughputs over all rounds, whole commands (start-up and model loading included, as
     a user sees them, so a smaller folder weighs the start-up more)."""
